@@ -1,0 +1,54 @@
+# tierstream — the two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Strict editable install: `tierstream` is a link tree of streams/ and schemas/, so
+# mypy and the interpreter see the same package. New files need a re-sync, which
+# every target below does when the set of sources changed.
+SOURCES_LIST := $(VENV)/.sources
+
+.PHONY: install sync test unit integration lint schemas demo bench clean
+
+install: $(VENV)/.installed sync
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=strict
+	find streams schemas -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.json' \) | sort > $(SOURCES_LIST)
+	touch $@
+
+sync: $(VENV)/.installed
+	@find streams schemas -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.json' \) | sort > $(SOURCES_LIST).new; \
+	if ! cmp -s $(SOURCES_LIST).new $(SOURCES_LIST); then \
+	  echo "re-linking the package tree (sources added or removed)"; \
+	  $(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict >/dev/null 2>&1 \
+	  && mv $(SOURCES_LIST).new $(SOURCES_LIST); \
+	else rm -f $(SOURCES_LIST).new; fi
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: install
+	$(BIN)/python -m pytest -q tests/integration
+
+lint: install
+	$(BIN)/ruff check streams schemas tests bench
+	$(BIN)/ruff format --check streams schemas tests bench || true
+	$(BIN)/mypy -p tierstream
+
+schemas: install
+	$(BIN)/python -m tierstream.schemas.export
+
+demo: install
+	$(BIN)/python -m tierstream.demo
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf build .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,208 @@
+"""The `tierstream` command line (SPEC §8). User mistakes end in one line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import ExitStack
+from datetime import date
+from pathlib import Path
+from typing import IO, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .engine.rules import RulesError, Rules, load_rules
+from .engine.timeutil import TimestampError, parse_instant, wall_clock_us
+
+app = typer.Typer(
+    name="tierstream",
+    help="Real-time customer tiering for retail banks (月日均 ladders) on Kafka.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+rules_app = typer.Typer(help="Validate and show rules files.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+err = Console(stderr=True)
+
+
+class UserError(Exception):
+    """A mistake in arguments or files: printed as one line, exit status 2."""
+
+
+def fail(message: str) -> NoReturn:
+    raise UserError(message)
+
+
+def _rules(spec: str) -> Rules:
+    try:
+        rules = load_rules(spec)
+    except RulesError as exc:
+        fail(str(exc))
+    for warning in rules.warnings:
+        err.print(warning, markup=False, highlight=False)
+    return rules
+
+
+def _instant(text: str | None, flag: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_instant(text)
+    except TimestampError as exc:
+        fail(f"{flag}: {exc}")
+
+
+def _open_in(path: Path) -> IO[bytes]:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        fail(f"{path}: cannot read the event file ({exc.strerror}); check the path")
+
+
+def _open_out(path: Path | None, stack: ExitStack) -> IO[str]:
+    if path is None or str(path) == "-":
+        return sys.stdout
+    try:
+        return stack.enter_context(path.open("w", encoding="utf-8"))
+    except OSError as exc:
+        fail(f"{path}: cannot write ({exc.strerror}); check the directory exists")
+
+
+RulesOpt = Annotated[str, typer.Option("--rules", help="A rules file or a preset: cmb, psbc, ccb, spdb.")]
+
+
+@app.command()
+def simulate(
+    rules: RulesOpt,
+    events: Annotated[Path, typer.Option("--events", help="Event file (JSONL) read in order.")],
+    until: Annotated[str | None, typer.Option("--until", help="Move the clock to this instant at the end.")] = None,
+    now: Annotated[str | None, typer.Option("--now", help="Wall clock for future_timestamp checks.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output event file (default stdout).")] = None,
+    stats_file: Annotated[Path | None, typer.Option("--stats", help="Write the summary as JSON here.")] = None,
+) -> None:
+    """Run the engine over an event file, with no broker; outputs as an event file."""
+    from .simulate import output_line, read_lines
+    from .simulate import simulate as run
+    from .simulate import stats as summarize
+
+    loaded = _rules(rules)
+    until_us, now_us = _instant(until, "--until"), _instant(now, "--now")
+    with ExitStack() as stack:
+        source = stack.enter_context(_open_in(events))
+        sink = _open_out(out, stack)
+        write = sink.write
+        engine = run(loaded, read_lines(source), lambda o: write(output_line(o)),
+                     until=until_us, now=now_us, wall=wall_clock_us)
+    summary = summarize(engine)
+    if stats_file is not None:
+        try:
+            stats_file.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        except OSError as exc:
+            fail(f"{stats_file}: cannot write ({exc.strerror})")
+    _print_summary(loaded, summary)
+
+
+def _print_summary(rules: Rules, summary: dict[str, Any]) -> None:
+    labels = {t.id: t.label for t in rules.tiers}
+    outcomes = Table(title="records", title_justify="left")
+    outcomes.add_column("outcome")
+    outcomes.add_column("records", justify="right")
+    for name, n in summary["outcomes"].items():
+        outcomes.add_row(name, f"{n:,}")
+    for name, n in summary["dead_letters"].items():
+        outcomes.add_row(f"  dead letter: {name}", f"{n:,}")
+    tiers = Table(title=f"tiers ({rules.scheme} {rules.version})", title_justify="left")
+    tiers.add_column("tier")
+    tiers.add_column("label")
+    tiers.add_column("customers", justify="right")
+    total = sum(summary["tiers"].values()) or 1
+    tiers.add_column("share", justify="right")
+    for tid, n in summary["tiers"].items():
+        tiers.add_row(tid, labels[tid], f"{n:,}", f"{100 * n / total:.1f}%")
+    matrix = Table(title="tier changes (from → to)", title_justify="left")
+    matrix.add_column("from \\ to")
+    ids = list(summary["tiers"])
+    for tid in ids:
+        matrix.add_column(tid, justify="right")
+    for src in ids:
+        row = summary["migrations"].get(src, {})
+        matrix.add_row(src, *[f"{row.get(dst, 0):,}" if dst != src else "·" for dst in ids])
+    for table in (outcomes, tiers, matrix):
+        err.print(table)
+
+
+@app.command()
+def generate(
+    customers: Annotated[int, typer.Option("--customers", min=1, help="Number of customers.")],
+    days: Annotated[int, typer.Option("--days", min=1, help="Number of days.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same file).")],
+    start: Annotated[str | None, typer.Option("--start", help="First day, YYYY-MM-DD (default 2026-01-01).")] = None,
+    noise: Annotated[bool, typer.Option("--noise", help="Add redeliveries and bad records.")] = False,
+    late: Annotated[bool, typer.Option("--late", help="Delay a few events.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Output file (default stdout).")] = None,
+) -> None:
+    """A realistic synthetic bank as an event file, in time order, streamed."""
+    from .generate import generate_events, write_events
+
+    first: date | None = None
+    if start is not None:
+        try:
+            first = date.fromisoformat(start)
+        except ValueError:
+            fail(f"--start: {start!r} is not a date like 2026-01-01")
+    with ExitStack() as stack:
+        sink = _open_out(out, stack)
+        n = write_events(generate_events(customers, days, seed, first, noise, late), sink)
+    err.print(f"wrote {n:,} events for {customers:,} customers over {days} days", highlight=False)
+
+
+@rules_app.command("check")
+def rules_check(rules: Annotated[str, typer.Argument(help="A rules file or a preset name.")]) -> None:
+    """Validate a rules file and print its ladder."""
+    loaded = _rules(rules)
+    table = Table(title=f"{loaded.scheme} — version {loaded.version} ({loaded.timezone})", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("tier")
+    table.add_column("label")
+    table.add_column("qualifies when any of")
+    for i, tier in enumerate(loaded.tiers):
+        conds = "\n".join(c.text for c in tier.any_of) or "(base tier: always)"
+        table.add_row(str(i), tier.id, tier.label, conds)
+    out = Console()
+    out.print(table)
+    high = loaded.tier_ids[loaded.high_value_from]
+    out.print(
+        f"downgrade after {loaded.grace_days} days below; opportunity at {loaded.opportunity_ratio}× "
+        f"(cooldown {loaded.opportunity_cooldown_days} d); dormant after {loaded.dormant_after_days} d; "
+        f"high value from {high}; lateness {loaded.max_lateness_days} d",
+        highlight=False,
+    )
+    out.print("OK", style="green")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        print(f"tierstream: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        print("tierstream: aborted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as exc:  # click usage errors carry their own one-line message
+        import click
+
+        if isinstance(exc, click.ClickException):
+            print(f"tierstream: error: {exc.format_message()} (see tierstream --help)", file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""Validate one input value and turn it into a compact event, or say why not.
+
+The checks run in the SPEC's order: shape and types first (`schema_violation`),
+then timestamp offset (`naive_timestamp`), then amounts (`bad_amount`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .money import AmountError, convert, decimal_to_fen, text_to_fen
+from .timeutil import TimestampError, parse_instant
+
+BALANCES = "bank.balances"
+TRANSACTIONS = "bank.transactions"
+PROFILES = "bank.profiles"
+INPUT_TOPICS = (BALANCES, TRANSACTIONS, PROFILES)
+
+ASSET_PRODUCTS = frozenset({"deposit", "time_deposit", "wealth", "fund", "insurance"})
+LIABILITY_PRODUCTS = frozenset({"loan", "credit_card"})
+PRODUCTS = ASSET_PRODUCTS | LIABILITY_PRODUCTS
+CHANNELS = frozenset({"branch", "atm", "mobile", "online", "pos", "transfer", "system"})
+DIRECTIONS = frozenset({"credit", "debit"})
+
+INVALID_JSON = "invalid_json"
+SCHEMA_VIOLATION = "schema_violation"
+BAD_AMOUNT = "bad_amount"
+NAIVE_TIMESTAMP = "naive_timestamp"
+TOO_LATE = "too_late"
+FUTURE_TIMESTAMP = "future_timestamp"
+OVERSIZE = "oversize"
+ERROR_CODES = (
+    INVALID_JSON, SCHEMA_VIOLATION, BAD_AMOUNT, NAIVE_TIMESTAMP, TOO_LATE, FUTURE_TIMESTAMP, OVERSIZE,
+)
+
+
+class BadRecord(Exception):
+    """A record that goes to the dead-letter topic, with its error code."""
+
+    def __init__(self, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.error = error
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Balance:
+    event_id: str
+    customer_id: str
+    ts: int
+    account_id: str
+    fen: int
+    liability: bool
+
+
+@dataclass(slots=True)
+class Transaction:
+    event_id: str
+    customer_id: str
+    ts: int
+    account_id: str
+    fen: int
+    debit: bool
+    channel: str
+    counterparty_bank: str | None
+    #: balance_after in fen when present, with its product's side.
+    balance_after: int | None
+    liability: bool
+
+
+@dataclass(slots=True)
+class Profile:
+    event_id: str
+    customer_id: str
+    ts: int
+    attributes: dict[str, Any]
+
+
+Event = Balance | Transaction | Profile
+
+
+def _violation(detail: str) -> BadRecord:
+    return BadRecord(SCHEMA_VIOLATION, detail)
+
+
+def _string(value: dict[str, Any], name: str) -> str:
+    v = value.get(name)
+    if v is None:
+        raise _violation(f"missing field {name!r}")
+    if not isinstance(v, str):
+        raise _violation(f"field {name!r} must be a string, got {type(v).__name__}")
+    return v
+
+
+def _optional_string(value: dict[str, Any], name: str) -> str | None:
+    v = value.get(name)
+    if v is not None and not isinstance(v, str):
+        raise _violation(f"field {name!r} must be a string, got {type(v).__name__}")
+    return v
+
+
+def _check_ids(value: dict[str, Any]) -> tuple[str, str]:
+    event_id = _string(value, "event_id")
+    if not 1 <= len(event_id) <= 128 or not event_id.isprintable():
+        raise _violation("event_id must be 1-128 printable characters")
+    customer_id = _string(value, "customer_id")
+    if not customer_id or not customer_id.isprintable():
+        raise _violation("customer_id must be a non-empty printable string")
+    return event_id, customer_id
+
+
+def _money_shape(value: dict[str, Any], name: str, required: bool) -> Any:
+    v = value.get(name)
+    if v is None:
+        if required:
+            raise _violation(f"missing field {name!r}")
+        return None
+    if isinstance(v, bool) or not isinstance(v, (str, int, Decimal)):
+        raise _violation(f"field {name!r} must be a decimal string or a JSON number, got {type(v).__name__}")
+    return v
+
+
+def _ts_text(value: dict[str, Any]) -> str:
+    return _string(value, "ts")
+
+
+class Decoder:
+    """Decodes values against one rules file's currencies."""
+
+    def __init__(self, currencies: dict[str, tuple[int, int]]) -> None:
+        self.currencies = currencies
+
+    def _rate(self, value: dict[str, Any]) -> tuple[int, int] | None:
+        cur = value.get("currency")
+        if cur is None or cur == "CNY":
+            return None
+        if not isinstance(cur, str):
+            raise _violation(f"field 'currency' must be a string, got {type(cur).__name__}")
+        rate = self.currencies.get(cur)
+        if rate is None:
+            known = ", ".join(["CNY", *sorted(self.currencies)])
+            raise _violation(f"currency {cur!r} is not accepted (rules list: {known})")
+        return rate
+
+    @staticmethod
+    def _instant(text: str) -> int:
+        try:
+            return parse_instant(text)
+        except TimestampError as exc:
+            if exc.naive:
+                raise BadRecord(NAIVE_TIMESTAMP, str(exc)) from None
+            raise _violation(str(exc)) from None
+
+    @staticmethod
+    def _fen(raw: Any, name: str, rate: tuple[int, int] | None) -> int:
+        try:
+            fen = text_to_fen(raw) if isinstance(raw, str) else (
+                raw * 100 if isinstance(raw, int) else decimal_to_fen(raw)
+            )
+        except AmountError as exc:
+            raise BadRecord(BAD_AMOUNT, f"{name}: {exc}") from None
+        return convert(fen, *rate) if rate else fen
+
+    def decode(self, topic: str, value: Any) -> Event:
+        if not isinstance(value, dict):
+            raise _violation(f"the value must be a JSON object, got {type(value).__name__}")
+        if topic == BALANCES:
+            return self._balance(value)
+        if topic == TRANSACTIONS:
+            return self._transaction(value)
+        if topic == PROFILES:
+            return self._profile(value)
+        raise _violation(f"{topic!r} is not an input topic ({', '.join(INPUT_TOPICS)})")
+
+    def _balance(self, value: dict[str, Any]) -> Balance:
+        event_id, customer_id = _check_ids(value)
+        account_id = _string(value, "account_id")
+        product = _string(value, "product")
+        if product not in PRODUCTS:
+            raise _violation(f"product {product!r} is not one of {', '.join(sorted(PRODUCTS))}")
+        raw = _money_shape(value, "balance", True)
+        rate = self._rate(value)
+        ts_text = _ts_text(value)
+        ts = self._instant(ts_text)
+        fen = self._fen(raw, "balance", rate)
+        liability = product in LIABILITY_PRODUCTS
+        if liability and fen < 0:
+            raise BadRecord(BAD_AMOUNT, f"balance: a {product} balance is the amount owed and must be >= 0")
+        return Balance(event_id, customer_id, ts, account_id, fen, liability)
+
+    def _transaction(self, value: dict[str, Any]) -> Transaction:
+        event_id, customer_id = _check_ids(value)
+        account_id = _string(value, "account_id")
+        raw_amount = _money_shape(value, "amount", True)
+        direction = _string(value, "direction")
+        if direction not in DIRECTIONS:
+            raise _violation(f"direction {direction!r} is not credit or debit")
+        channel = _string(value, "channel")
+        if channel not in CHANNELS:
+            raise _violation(f"channel {channel!r} is not one of {', '.join(sorted(CHANNELS))}")
+        counterparty = _optional_string(value, "counterparty_bank")
+        raw_after = _money_shape(value, "balance_after", False)
+        product = _optional_string(value, "product")
+        if product is not None and product not in PRODUCTS:
+            raise _violation(f"product {product!r} is not one of {', '.join(sorted(PRODUCTS))}")
+        rate = self._rate(value)
+        ts = self._instant(_ts_text(value))
+        fen = self._fen(raw_amount, "amount", rate)
+        if fen <= 0:
+            raise BadRecord(BAD_AMOUNT, "amount must be > 0 (direction says credit or debit)")
+        liability = product in LIABILITY_PRODUCTS if product else False
+        after = None
+        if raw_after is not None:
+            after = self._fen(raw_after, "balance_after", rate)
+            if liability and after < 0:
+                raise BadRecord(BAD_AMOUNT, f"balance_after: a {product} balance is the amount owed and must be >= 0")
+        return Transaction(
+            event_id, customer_id, ts, account_id, fen, direction == "debit", channel,
+            counterparty, after, liability,
+        )
+
+    def _profile(self, value: dict[str, Any]) -> Profile:
+        event_id, customer_id = _check_ids(value)
+        attrs = value.get("attributes")
+        if not isinstance(attrs, dict):
+            raise _violation("field 'attributes' must be an object of name: number | bool | string")
+        for name, v in attrs.items():
+            if not isinstance(v, (str, bool, int, Decimal)):
+                raise _violation(
+                    f"attribute {name!r} must be a number, bool or string, got "
+                    f"{'null' if v is None else type(v).__name__}"
+                )
+            if isinstance(v, Decimal) and not v.is_finite():
+                raise _violation(f"attribute {name!r} must be a finite number")
+        ts = self._instant(_ts_text(value))
+        return Profile(event_id, customer_id, ts, dict(attrs))
+
+
+_KEY_FIELD = re.compile(r'"customer_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def guess_customer(value: Any) -> str | None:
+    """The customer id of a (possibly bad) value, for the dead-letter record's key."""
+    if isinstance(value, dict):
+        cid = value.get("customer_id")
+        return cid if isinstance(cid, str) else None
+    return None

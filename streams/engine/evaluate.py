@@ -1,0 +1,244 @@
+"""Metrics and the evaluation of one customer at one instant (SPEC §3, §4)."""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from .ledger import Customer, Ledger, SeriesSpec
+from .money import format_fen
+from .rules import OUTFLOW_DAYS, PEAK_DAYS, Condition, Metric, Rules
+from .timeutil import Calendar
+
+TIER_CHANGES = "tier.changes"
+OPPORTUNITIES = "tier.opportunities"
+CHURN_WARNINGS = "customer.churn-warnings"
+DLQ = "tierstream.dlq"
+OUTPUT_TOPICS = (TIER_CHANGES, OPPORTUNITIES, CHURN_WARNINGS, DLQ)
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
+    "==": operator.eq, "!=": operator.ne,
+}
+
+Getter = Callable[[Customer], Any]
+Output = tuple[str, str, dict[str, Any]]  # (topic, key, value)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, Decimal)):
+        return "number"
+    return "string"
+
+
+def series_specs(rules: Rules) -> tuple[SeriesSpec, ...]:
+    """The day series the rules need, each ring as long as its longest window."""
+    windows: dict[str, set[int]] = {"aum": set(), "external_outflow": {OUTFLOW_DAYS}}
+    for m in rules.condition_metrics():
+        if m.kind in ("avg_aum", "avg_loan"):
+            windows.setdefault(m.kind[4:], set()).add(m.window)
+        elif m.window:
+            windows.setdefault(m.kind, set()).add(m.window)
+    specs = []
+    for name in ("aum", "loan", "txn_count", "debit", "credit", "spend", "external_outflow"):
+        if name not in windows:
+            continue
+        ws = tuple(sorted(windows[name]))
+        size = max(ws, default=1)
+        if name == "aum":
+            size = max(size, PEAK_DAYS + 1, rules.max_lateness_days + 1)
+        elif name == "loan":
+            size = max(size, rules.max_lateness_days + 1)
+        specs.append(SeriesSpec(name, name in ("aum", "loan"), ws, size))
+    return tuple(specs)
+
+
+class Evaluator:
+    """Compiled rules: metric getters, conditions, and the evaluation at an instant."""
+
+    def __init__(self, rules: Rules, ledger: Ledger, calendar: Calendar) -> None:
+        self.rules = rules
+        self.ledger = ledger
+        #: the wall clock as output text; the engine sets it (injected in tests)
+        self.emitted_at: Callable[[], str] = lambda: ""
+        self.calendar = calendar
+        self.tier_ids = rules.tier_ids
+        self.getters: dict[str, Getter] = {}
+        self.money: dict[str, bool] = {}
+        for m in [*rules.output_metrics(), *rules.churn_metrics()]:
+            self.getters[m.name] = self._getter(m)
+            self.money[m.name] = m.is_money
+        self.output_metrics = [m.name for m in rules.output_metrics()]
+        self.churn_metrics = [m.name for m in rules.churn_metrics()]
+        self.tier_conditions: list[list[tuple[Condition, Getter, Callable[[Any, Any], bool], str]]] = [
+            [(c, self.getters[c.metric.name], _OPS[c.op], _kind(c.literal)) for c in t.any_of]
+            for t in rules.tiers
+        ]
+        # Opportunity: the next tier's first avg_aum condition, with the band's floor.
+        self.opportunity: list[tuple[Condition, int] | None] = []
+        ratio = Fraction(rules.opportunity_ratio)
+        for t in rules.tiers:
+            cond = next((c for c in t.any_of if c.metric.kind == "avg_aum"), None)
+            if cond is None:
+                self.opportunity.append(None)
+            else:
+                low = ratio * cond.literal
+                self.opportunity.append((cond, -((-low.numerator) // low.denominator)))
+        keep = Fraction(1) - Fraction(rules.drop_ratio)
+        self.drop_num, self.drop_den = keep.numerator, keep.denominator
+        outflow = Fraction(rules.outflow_ratio)
+        self.outflow_num, self.outflow_den = outflow.numerator, outflow.denominator
+        self.outflow_getter = self.getters[f"external_outflow_{OUTFLOW_DAYS}d"]
+
+    def _getter(self, m: Metric) -> Getter:
+        ledger = self.ledger
+        kind = m.kind
+        if kind == "aum":
+            aum = ledger.aum
+            return lambda c: ledger.current(c, aum)
+        if kind == "inactive_days":
+            return lambda c: c.day - (c.last_txn_day if c.last_txn_day is not None else c.first_day)
+        if kind == "attr":
+            name = m.attr
+
+            def attr(c: Customer) -> Any:
+                got = c.attrs.get(name)
+                return None if got is None else got[2]
+
+            return attr
+        series = kind[4:] if kind in ("avg_aum", "avg_loan") else kind
+        index = ledger.index[series]
+        pos = ledger.specs[index].windows.index(m.window)
+        if kind in ("avg_aum", "avg_loan"):
+            n = m.window
+            return lambda c: c.series[index].sums[pos] // n
+        return lambda c: c.series[index].sums[pos]
+
+    # ------------------------------------------------------------------ helpers
+    def holds(self, c: Customer, tier: int) -> Condition | None:
+        """The first condition of a tier that holds, if any."""
+        for cond, get, op, lit_kind in self.tier_conditions[tier]:
+            value = get(c)
+            if value is None or _kind(value) != lit_kind:
+                continue
+            if op(value, cond.literal):
+                return cond
+        return None
+
+    def render_metrics(self, c: Customer, names: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in names:
+            value = self.getters[name](c)
+            if value is not None and self.money[name]:
+                value = format_fen(value)
+            out[name] = value
+        return out
+
+    def _envelope(self, kind: str, customer_id: str, ids: list[str], instant: int) -> dict[str, Any]:
+        effective_at = self.calendar.isoformat(instant)
+        version = self.rules.version
+        digest = hashlib.sha256(
+            "|".join([kind, customer_id, *ids, effective_at, version]).encode("utf-8")
+        ).hexdigest()[:32]
+        return {
+            "type": kind, "schema_version": 1, "event_id": digest, "customer_id": customer_id,
+            "effective_at": effective_at, "rules_version": version, "emitted_at": self.emitted_at(),
+        }
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, customer_id: str, c: Customer, instant: int, out: list[Output]) -> None:
+        """Tier, then upgrade opportunity, then churn warnings, as of day `c.day`."""
+        day = c.day
+        tiers = self.tier_ids
+        # -- tier
+        qualified, matched = 0, None
+        for t in range(len(tiers) - 1, 0, -1):
+            matched = self.holds(c, t)
+            if matched is not None:
+                qualified = t
+                break
+        current = c.tier
+        changed = False
+        if qualified > current:
+            changed = True
+        elif qualified < current:
+            if c.below_since is None:
+                c.below_since = day
+            if day - c.below_since >= self.rules.grace_days:
+                changed = True
+        if changed:
+            value = self._envelope("tier_changed", customer_id, [tiers[current], tiers[qualified]], instant)
+            value.update(
+                from_tier=tiers[current], to_tier=tiers[qualified],
+                direction="upgrade" if qualified > current else "downgrade",
+                matched=matched.text if matched is not None else None,
+                metrics=self.render_metrics(c, self.output_metrics),
+            )
+            out.append((TIER_CHANGES, customer_id, value))
+            c.tier = current = qualified
+            c.tier_since = instant
+        if qualified >= current:
+            c.below_since = None
+        # -- upgrade opportunity
+        target = current + 1
+        if target < len(tiers):
+            opp = self.opportunity[target]
+            if opp is not None:
+                cond, floor = opp
+                last = c.opp_last.get(target)
+                if last is None or day >= last + self.rules.opportunity_cooldown_days:
+                    value_fen = self.getters[cond.metric.name](c)
+                    if floor <= value_fen < cond.literal:
+                        c.opp_last[target] = day
+                        value = self._envelope(
+                            "upgrade_opportunity", customer_id, [tiers[current], tiers[target]], instant
+                        )
+                        value.update(
+                            current_tier=tiers[current], target_tier=tiers[target],
+                            metric=cond.metric.name, value=format_fen(value_fen),
+                            threshold=format_fen(cond.literal), gap=format_fen(cond.literal - value_fen),
+                        )
+                        out.append((OPPORTUNITIES, customer_id, value))
+        # -- churn warnings
+        rules = self.rules
+        inactive = day - (c.last_txn_day if c.last_txn_day is not None else c.first_day)
+        if not c.dormant_fired and inactive >= rules.dormant_after_days:
+            c.dormant_fired = True
+            self._churn(customer_id, c, "dormant", instant, out)
+        cooldown = rules.churn_cooldown_days
+        last = c.churn_last.get("balance_drop")
+        if last is None or day >= last + cooldown:
+            peak = self.ledger.peak(c, PEAK_DAYS)
+            if peak >= rules.churn_min_amount:
+                aum = self.ledger.current(c, self.ledger.aum)
+                if aum * self.drop_den <= peak * self.drop_num:
+                    c.churn_last["balance_drop"] = day
+                    self._churn(customer_id, c, "balance_drop", instant, out)
+        last = c.churn_last.get("external_outflow")
+        if last is None or day >= last + cooldown:
+            outflow = self.outflow_getter(c)
+            if outflow >= rules.churn_min_amount:
+                aum = self.ledger.current(c, self.ledger.aum)
+                if outflow * self.outflow_den >= self.outflow_num * (aum + outflow):
+                    c.churn_last["external_outflow"] = day
+                    self._churn(customer_id, c, "external_outflow", instant, out)
+
+    def _churn(self, customer_id: str, c: Customer, reason: str, instant: int, out: list[Output]) -> None:
+        if reason == "dormant" and c.tier == 0:
+            severity = "low"
+        elif c.tier >= self.rules.high_value_from:
+            severity = "high"
+        else:
+            severity = "medium"
+        value = self._envelope("churn_warning", customer_id, [reason], instant)
+        value.update(
+            tier=self.tier_ids[c.tier], reason=reason, severity=severity,
+            metrics=self.render_metrics(c, self.churn_metrics),
+        )
+        out.append((CHURN_WARNINGS, customer_id, value))

@@ -1,0 +1,242 @@
+"""One partition's engine: the clock, the customers, and the life of a record.
+
+`PartitionEngine.process_*` takes one consumed record and returns every output it
+causes (tier changes, opportunities, churn warnings, or a dead letter). The Faust
+agents and `tierstream simulate` call exactly this.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
+
+from . import decode as d
+from .evaluate import DLQ, TIER_CHANGES, Evaluator, Output, series_specs
+from .jsonio import NotJson, loads
+from .ledger import Customer, Ledger, fingerprint
+from .rules import Rules
+from .timeutil import US_PER_SECOND, Calendar
+
+FUTURE_TOLERANCE_US = 300 * US_PER_SECOND
+
+APPLIED, DUPLICATE, DEAD_LETTER = "applied", "duplicate", "dead_letter"
+
+
+class PartitionEngine:
+    """The reference behaviour of SPEC §4 for one partition.
+
+    `now` is the wall clock used for `future_timestamp` (None: never checked, as in
+    `simulate` without `--now`); `wall` stamps `emitted_at`/`at`. With `eager` every
+    known customer's day boundaries are evaluated as soon as the clock's day moves;
+    without it they are caught up lazily (before the customer's next event, and by
+    `sweep`), with the same outputs per customer.
+    """
+
+    def __init__(
+        self,
+        rules: Rules,
+        *,
+        now: Callable[[], int] | None = None,
+        wall: Callable[[], int] | None = None,
+        customers: MutableMapping[str, Customer] | None = None,
+        eager: bool = True,
+    ) -> None:
+        self.rules = rules
+        self.calendar = Calendar(rules.timezone)
+        self.decoder = d.Decoder(rules.currencies)
+        self.ledger = Ledger(series_specs(rules), rules.max_lateness_days)
+        self.evaluator = Evaluator(rules, self.ledger, self.calendar)
+        self.customers: MutableMapping[str, Customer] = {} if customers is None else customers
+        self.now = now
+        self.wall = wall
+        self.evaluator.emitted_at = self._wall_text
+        self.eager = eager
+        self.clock: int | None = None
+        self.clock_day: int | None = None
+        self.outcomes: Counter[str] = Counter({APPLIED: 0, DUPLICATE: 0, DEAD_LETTER: 0})
+        self.dead_letters: Counter[str] = Counter()
+        self.outputs: Counter[str] = Counter()
+        self.migrations: Counter[tuple[str, str]] = Counter()
+        self.home_bank = rules.home_bank
+
+    def _wall_text(self) -> str:
+        if self.wall is None:
+            return ""
+        return self.calendar.isoformat(self.wall())
+
+    # ------------------------------------------------------------------ records
+    def process_payload(
+        self, topic: str, payload: bytes, *, partition: int = 0, offset: int = 0, key: str | None = None
+    ) -> list[Output]:
+        """A record as the broker carries it: size, then JSON, then the value."""
+        if len(payload) > self.rules.max_record_bytes:
+            return [self._dead(topic, partition, offset, key, payload, d.OVERSIZE,
+                               f"record of {len(payload)} bytes exceeds max_record_bytes "
+                               f"{self.rules.max_record_bytes}")]
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return [self._dead(topic, partition, offset, key, payload, d.INVALID_JSON,
+                               f"payload is not UTF-8: {exc.reason} at byte {exc.start}")]
+        try:
+            value = loads(text)
+        except NotJson as exc:
+            return [self._dead(topic, partition, offset, key, payload, d.INVALID_JSON, f"not JSON: {exc}")]
+        return self.process_value(topic, value, lambda: payload, partition=partition, offset=offset, key=key)
+
+    def process_value(
+        self,
+        topic: str,
+        value: Any,
+        payload: Callable[[], bytes],
+        *,
+        partition: int = 0,
+        offset: int = 0,
+        key: str | None = None,
+    ) -> list[Output]:
+        """A parsed value (size and JSON already checked); `payload` rebuilds the raw
+        bytes if the record must be dead-lettered."""
+        out: list[Output] = []
+        try:
+            event = self.decoder.decode(topic, value)
+            self._apply(event, out)
+        except d.BadRecord as bad:
+            if key is None:
+                key = d.guess_customer(value)
+            out.append(self._dead(topic, partition, offset, key, payload(), bad.error, bad.detail))
+        return out
+
+    def dead_letter(
+        self, topic: str | None, partition: int, offset: int, key: str | None, payload: bytes,
+        error: str, detail: str,
+    ) -> Output:
+        """A record refused before it reached the engine (e.g. an unreadable file line)."""
+        return self._dead(topic, partition, offset, key, payload, error, detail)
+
+    def _dead(
+        self, topic: str | None, partition: int, offset: int, key: str | None, payload: bytes,
+        error: str, detail: str,
+    ) -> Output:
+        self.outcomes[DEAD_LETTER] += 1
+        self.dead_letters[error] += 1
+        self.outputs[DLQ] += 1
+        try:
+            text, encoding = payload.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
+        value = {
+            "source_topic": topic, "partition": partition, "offset": offset, "key": key,
+            "payload": text, "payload_encoding": encoding, "error": error, "detail": detail,
+            "at": self._wall_text(),
+        }
+        return (DLQ, key or "", value)
+
+    # ------------------------------------------------------------------ apply
+    def _apply(self, event: d.Event, out: list[Output]) -> None:
+        cal = self.calendar
+        ts = event.ts
+        day = cal.day_of(ts)
+        if self.now is not None and ts > self.now() + FUTURE_TOLERANCE_US:
+            raise d.BadRecord(d.FUTURE_TIMESTAMP, "ts is more than 5 minutes ahead of the wall clock")
+        lateness = self.rules.max_lateness_days
+        if self.clock_day is not None and self.clock_day - day > lateness:
+            raise d.BadRecord(
+                d.TOO_LATE,
+                f"business day {cal.day_text(day)} is {self.clock_day - day} days behind the "
+                f"partition clock ({cal.day_text(self.clock_day)}); max_lateness_days is {lateness}",
+            )
+        cid = event.customer_id
+        customers = self.customers
+        c = customers.get(cid)
+        fp = fingerprint(event.event_id)
+        if c is not None and fp in c.seen:
+            self.outcomes[DUPLICATE] += 1
+            return
+        self.outcomes[APPLIED] += 1
+        if self.clock is None or ts > self.clock:
+            self.clock = ts
+            if self.clock_day is None or day > self.clock_day:
+                self.clock_day = day
+                if self.eager:
+                    self.sweep(out)
+        target = self.clock_day
+        assert target is not None
+        ledger = self.ledger
+        is_new = c is None
+        if c is None:
+            c = ledger.new_customer(day, ts)
+            customers[cid] = c
+        elif c.day < target:
+            self.catch_up(cid, c, target, out)
+        c.seen[fp] = day
+        if isinstance(event, d.Balance):
+            ledger.observe(c, event.account_id, day, ts, event.event_id, event.fen, event.liability)
+        elif isinstance(event, d.Transaction):
+            if event.balance_after is not None:
+                ledger.observe(c, event.account_id, day, ts, event.event_id, event.balance_after,
+                               event.liability)
+            cp = event.counterparty_bank
+            ledger.transaction(c, day, event.fen, event.debit, event.channel,
+                               cp is not None and cp != self.home_bank)
+        else:
+            ledger.profile(c, ts, event.event_id, event.attributes)
+        instant = ts if ts > c.last_instant else c.last_instant
+        c.last_instant = instant
+        self._evaluate(cid, c, instant, out)
+        if is_new and day < target:
+            self.catch_up(cid, c, target, out)
+        if customers is not self.customers:  # pragma: no cover - mapping wrappers write back
+            customers[cid] = c
+
+    def _evaluate(self, cid: str, c: Customer, instant: int, out: list[Output]) -> None:
+        before = len(out)
+        self.evaluator.evaluate(cid, c, instant, out)
+        for topic, _, value in out[before:]:
+            self.outputs[topic] += 1
+            if topic == TIER_CHANGES:
+                self.migrations[(value["from_tier"], value["to_tier"])] += 1
+
+    # ------------------------------------------------------------------ time
+    def catch_up(self, cid: str, c: Customer, day: int, out: list[Output]) -> None:
+        """Evaluate the customer's day boundaries up to `day`, in order."""
+        boundary = self.calendar.boundary
+        while c.day < day:
+            self.ledger.advance(c)
+            instant = boundary(c.day)
+            if instant > c.last_instant:
+                c.last_instant = instant
+            self._evaluate(cid, c, c.last_instant, out)
+
+    def sweep(self, out: list[Output], ids: Iterable[str] | None = None) -> None:
+        """Catch every (or the given) known customer up to the clock's day."""
+        target = self.clock_day
+        if target is None:
+            return
+        customers = self.customers
+        for cid in list(customers) if ids is None else ids:
+            c = customers[cid]
+            if c.day < target:
+                self.catch_up(cid, c, target, out)
+
+    def advance_clock(self, instant: int) -> list[Output]:
+        """Move the clock (live timer, or `simulate --until`); sweeps if eager."""
+        out: list[Output] = []
+        if self.clock is None or instant <= self.clock:
+            return out
+        self.clock = instant
+        day = self.calendar.day_of(instant)
+        if self.clock_day is None or day > self.clock_day:
+            self.clock_day = day
+            if self.eager:
+                self.sweep(out)
+        return out
+
+    # ------------------------------------------------------------------ summary
+    def tier_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.rules.tier_ids, 0)
+        ids = self.rules.tier_ids
+        for c in self.customers.values():
+            counts[ids[c.tier]] += 1
+        return counts

@@ -1,0 +1,113 @@
+"""Instants, business days and the wire timestamp grammar.
+
+Instants are integer microseconds since the Unix epoch (UTC); business days are
+integer day ordinals (days since 1970-01-01) in the rules' timezone.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+US_PER_SECOND = 1_000_000
+US_PER_DAY = 86_400 * US_PER_SECOND
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+#: Offsets change only on quarter-hour instants in every zone tzdata knows.
+_OFFSET_BUCKET_US = 900 * US_PER_SECOND
+
+_WIRE_TS = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?\Z"
+)
+
+
+class TimestampError(ValueError):
+    """A timestamp the grammar refuses; `naive` tells `naive_timestamp` apart."""
+
+    def __init__(self, message: str, naive: bool = False) -> None:
+        super().__init__(message)
+        self.naive = naive
+
+
+def parse_instant(text: str) -> int:
+    """RFC 3339 text with an offset to epoch microseconds (fraction truncated to us)."""
+    m = _WIRE_TS.match(text)
+    if m is None:
+        raise TimestampError(
+            f"{text!r} is not a timestamp like 2026-03-01T09:30:00+08:00"
+        )
+    year, month, day, hour, minute, second, frac, offset = m.groups()
+    if offset is None:
+        raise TimestampError(
+            f"{text!r} has no UTC offset; add one, e.g. +08:00 or Z", naive=True
+        )
+    try:
+        if int(hour) > 23 or int(minute) > 59 or int(second) > 59:
+            raise ValueError("time out of range")
+        days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+    except ValueError as exc:
+        raise TimestampError(f"{text!r} is not a valid date and time: {exc}") from None
+    offset_seconds = 0
+    if offset != "Z":
+        oh, om = int(offset[1:3]), int(offset[4:6])
+        if oh > 23 or om > 59:
+            raise TimestampError(f"{text!r} has an impossible UTC offset")
+        offset_seconds = (oh * 3600 + om * 60) * (-1 if offset[0] == "-" else 1)
+    seconds = days * 86_400 + int(hour) * 3600 + int(minute) * 60 + int(second)
+    micros = int(frac[:6].ljust(6, "0")) if frac else 0
+    return (seconds - offset_seconds) * US_PER_SECOND + micros
+
+
+class Calendar:
+    """Business days of one timezone, with the conversions cached."""
+
+    def __init__(self, tz_name: str) -> None:
+        self.tz_name = tz_name
+        self.tz = ZoneInfo(tz_name)
+        self._offsets: dict[int, int] = {}
+        self._boundaries: dict[int, int] = {}
+
+    def offset_us(self, instant: int) -> int:
+        bucket = instant // _OFFSET_BUCKET_US
+        off = self._offsets.get(bucket)
+        if off is None:
+            local = self.to_datetime(bucket * _OFFSET_BUCKET_US)
+            delta = local.utcoffset()
+            off = int(delta.total_seconds() * US_PER_SECOND) if delta else 0
+            self._offsets[bucket] = off
+        return off
+
+    def day_of(self, instant: int) -> int:
+        """The business day (ordinal since epoch) of an instant."""
+        return (instant + self.offset_us(instant)) // US_PER_DAY
+
+    def boundary(self, day: int) -> int:
+        """The instant of 00:00 local time on a business day."""
+        inst = self._boundaries.get(day)
+        if inst is None:
+            d = date.fromordinal(day + _EPOCH_ORDINAL)
+            local = datetime(d.year, d.month, d.day, tzinfo=self.tz)
+            inst = (local - _EPOCH) // timedelta(microseconds=1)
+            self._boundaries[day] = inst
+        return inst
+
+    def to_datetime(self, instant: int) -> datetime:
+        return (_EPOCH + timedelta(microseconds=instant)).astimezone(self.tz)
+
+    def isoformat(self, instant: int) -> str:
+        """As Python's isoformat writes it: six fraction digits only when non-zero."""
+        return self.to_datetime(instant).isoformat()
+
+    @staticmethod
+    def day_text(day: int) -> str:
+        return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
+
+    @staticmethod
+    def day_from_text(text: str) -> int:
+        return date.fromisoformat(text).toordinal() - _EPOCH_ORDINAL
+
+
+def wall_clock_us() -> int:
+    """The real wall clock; engines take a clock function so tests can inject one."""
+    return (datetime.now(timezone.utc) - _EPOCH) // timedelta(microseconds=1)
