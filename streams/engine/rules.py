@@ -27,7 +27,7 @@ _WINDOWED = re.compile(
     r"(avg_aum|avg_loan|txn_count|debit|credit|spend|external_outflow)_(\d+)d\Z"
 )
 _ATTR = re.compile(r"attr\.([A-Za-z_][A-Za-z0-9_.-]*)\Z")
-_CONDITION = re.compile(r"\s*(\S+)\s*(>=|<=|==|!=|>|<)\s*(.+?)\s*\Z")
+_CONDITION = re.compile(r"\s*(\S+?)\s*(>=|<=|==|!=|>|<)\s*(\S.*?)\s*\Z")
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z")
 MONEY_KINDS = frozenset(
     {"aum", "avg_aum", "avg_loan", "debit", "credit", "spend", "external_outflow"}
