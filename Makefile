@@ -13,14 +13,16 @@ SOURCES_LIST := $(VENV)/.sources
 install: $(VENV)/.installed sync
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=strict
-	find streams schemas -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.json' \) | sort > $(SOURCES_LIST)
-	touch $@
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing tierstream and its tools into $(VENV)/ (log: $(VENV)/install.log)"
+	@$(BIN)/python -m pip install -q --upgrade pip "setuptools>=68" wheel > $(VENV)/install.log 2>&1 \
+	  && $(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=strict >> $(VENV)/install.log 2>&1 \
+	  || { tail -30 $(VENV)/install.log; exit 1; }
+	@find streams schemas -type f \( -name "*.py" -o -name "*.yaml" -o -name "*.json" -o -name py.typed \) | sort > $(SOURCES_LIST)
+	@touch $@
 
 sync: $(VENV)/.installed
-	@find streams schemas -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.json' \) | sort > $(SOURCES_LIST).new; \
+	@find streams schemas -type f \( -name "*.py" -o -name "*.yaml" -o -name "*.json" -o -name py.typed \) | sort > $(SOURCES_LIST).new; \
 	if ! cmp -s $(SOURCES_LIST).new $(SOURCES_LIST); then \
 	  echo "re-linking the package tree (sources added or removed)"; \
 	  $(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict >/dev/null 2>&1 \

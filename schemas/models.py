@@ -31,6 +31,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     StrictInt,
     StrictStr,
@@ -156,6 +157,15 @@ def _attribute_value(value: Any) -> bool | int | float | Decimal | str:
     raise ValueError(f"an attribute is a number, a bool or a string, not {kind}")
 
 
+def _attribute_json(value: bool | int | float | Decimal | str) -> bool | int | float | str:
+    """An exact (Decimal) attribute number is still a JSON number when dumped."""
+    if not isinstance(value, Decimal):
+        return value
+    if value == value.to_integral_value() and value.adjusted() < 19:
+        return int(value)
+    return float(value)
+
+
 def _exactly_one(value: Any) -> Any:
     if type(value) is not int or value != 1:
         raise ValueError("schema_version must be the integer 1")
@@ -181,7 +191,9 @@ IsoInstant = Annotated[
 ]
 WireMoney = Annotated[
     Decimal,
-    PlainValidator(_wire_money),
+    BeforeValidator(_wire_money),
+    # fixed-point text, which the wire grammar accepts ("1E+2" it would not)
+    PlainSerializer(lambda amount: format(amount, "f"), return_type=str, when_used="json"),
     WithJsonSchema(
         {
             "anyOf": [
@@ -207,6 +219,7 @@ TierId = Annotated[str, StringConstraints(strict=True, min_length=1)]
 AttributeValue = Annotated[
     bool | int | float | Decimal | str,
     PlainValidator(_attribute_value),
+    PlainSerializer(_attribute_json, when_used="json"),
     WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}]}),
 ]
 Currency = Annotated[

@@ -7,13 +7,13 @@ import sys
 from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
-from typing import IO, Annotated, Any, NoReturn
+from typing import IO, Annotated, Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .engine.rules import RulesError, Rules, load_rules
+from .engine.rules import Rules, RulesError, load_rules
 from .engine.timeutil import TimestampError, parse_instant, wall_clock_us
 
 app = typer.Typer(
@@ -63,7 +63,7 @@ def _open_in(path: Path) -> IO[bytes]:
         fail(f"{path}: cannot read the event file ({exc.strerror}); check the path")
 
 
-def _open_out(path: Path | None, stack: ExitStack) -> IO[str]:
+def _open_out(path: Path | None, stack: ExitStack) -> TextIO:
     if path is None or str(path) == "-":
         return sys.stdout
     try:
@@ -85,6 +85,7 @@ def simulate(
     stats_file: Annotated[Path | None, typer.Option("--stats", help="Write the summary as JSON here.")] = None,
 ) -> None:
     """Run the engine over an event file, with no broker; outputs as an event file."""
+    from .engine.evaluate import Output
     from .simulate import output_line, read_lines
     from .simulate import simulate as run
     from .simulate import stats as summarize
@@ -94,8 +95,10 @@ def simulate(
     with ExitStack() as stack:
         source = stack.enter_context(_open_in(events))
         sink = _open_out(out, stack)
-        write = sink.write
-        engine = run(loaded, read_lines(source), lambda o: write(output_line(o)),
+        def emit(output: Output) -> None:
+            sink.write(output_line(output))
+
+        engine = run(loaded, read_lines(source), emit,
                      until=until_us, now=now_us, wall=wall_clock_us)
     summary = summarize(engine)
     if stats_file is not None:

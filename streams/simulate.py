@@ -46,16 +46,17 @@ def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]
     if isinstance(value, str):
         return engine.process_payload(topic, value.encode("utf-8"), partition=0, offset=number,
                                       key=None)
-    def payload() -> bytes:
+    def compact() -> bytes:
         return dumps_compact(value).encode("utf-8")
+
     # The compact form is never longer than the line, so most lines need no re-encoding.
     if len(line) > engine.rules.max_record_bytes:
-        raw = payload()
+        raw = compact()
         if len(raw) > engine.rules.max_record_bytes:
             return [engine.dead_letter(topic, 0, number, d.guess_customer(value), raw, d.OVERSIZE,
                                        f"record of {len(raw)} bytes exceeds max_record_bytes "
                                        f"{engine.rules.max_record_bytes}")]
-    return engine.process_value(topic, value, payload, partition=0, offset=number)
+    return engine.process_value(topic, value, compact, partition=0, offset=number)
 
 
 def simulate(

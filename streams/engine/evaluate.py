@@ -80,6 +80,7 @@ class Evaluator:
             [(c, self.getters[c.metric.name], _OPS[c.op], _kind(c.literal)) for c in t.any_of]
             for t in rules.tiers
         ]
+        self.tier_tests = [[(c, self._test(c)) for c in t.any_of] for t in rules.tiers]
         # Opportunity: the next tier's first avg_aum condition, with the band's floor.
         self.opportunity: list[tuple[Condition, int] | None] = []
         ratio = Fraction(rules.opportunity_ratio)
@@ -95,6 +96,19 @@ class Evaluator:
         outflow = Fraction(rules.outflow_ratio)
         self.outflow_num, self.outflow_den = outflow.numerator, outflow.denominator
         self.outflow_getter = self.getters[f"external_outflow_{OUTFLOW_DAYS}d"]
+
+    def _test(self, cond: Condition) -> Callable[[Customer], bool]:
+        """A predicate for one condition; only attributes need the same-kind check."""
+        get, op, literal = self.getters[cond.metric.name], _OPS[cond.op], cond.literal
+        if cond.metric.kind != "attr":
+            return lambda c: op(get(c), literal)
+        kind = _kind(literal)
+
+        def attr_test(c: Customer) -> bool:
+            value = get(c)
+            return value is not None and _kind(value) == kind and op(value, literal)
+
+        return attr_test
 
     def _getter(self, m: Metric) -> Getter:
         ledger = self.ledger
@@ -123,11 +137,8 @@ class Evaluator:
     # ------------------------------------------------------------------ helpers
     def holds(self, c: Customer, tier: int) -> Condition | None:
         """The first condition of a tier that holds, if any."""
-        for cond, get, op, lit_kind in self.tier_conditions[tier]:
-            value = get(c)
-            if value is None or _kind(value) != lit_kind:
-                continue
-            if op(value, cond.literal):
+        for cond, test in self.tier_tests[tier]:
+            if test(c):
                 return cond
         return None
 

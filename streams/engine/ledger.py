@@ -100,26 +100,31 @@ class Ledger:
                 sums[i] += value - ring[(new - n) % size]
             ring[new % size] = value
         c.day = new
-        horizon = new - self.lateness
-        if c.seen:
-            stale = [k for k, d in c.seen.items() if d < horizon]
-            for k in stale:
-                del c.seen[k]
+        seen = c.seen
+        # Fingerprints arrive roughly in day order: look at the oldest before scanning.
+        if seen and next(iter(seen.values())) < new - self.lateness:
+            horizon = new - self.lateness
+            for k in [k for k, d in seen.items() if d < horizon]:
+                del seen[k]
 
     def _add_range(self, c: Customer, index: int, start: int, delta: int) -> None:
         """Add delta to a carried series for every day in [start, D]."""
         spec = self.specs[index]
         ser = c.series[index]
         ring, size, day = ser.ring, spec.size, c.day
-        lo = max(start, day - size + 1)
-        for d in range(lo, day + 1):
-            ring[d % size] += delta
         sums = ser.sums
+        if start == day:  # the in-order case: today only
+            ring[day % size] += delta
+            for i in range(len(sums)):
+                sums[i] += delta
+            return
+        for d in range(max(start, day - size + 1), day + 1):
+            ring[d % size] += delta
         for i, n in enumerate(spec.windows):
             first = max(start, day - n + 1)
             if first <= day:
                 sums[i] += delta * (day - first + 1)
-        if index == self.aum and start < day:
+        if index == self.aum:
             c.peak_cache = None
 
     def _add_day(self, c: Customer, index: int, at: int, delta: int) -> None:
@@ -150,7 +155,7 @@ class Ledger:
         # obs[pos-1] is the entry of `day` or the last before it; obs[pos] the next day.
         prev = obs[pos - 1] if pos > 0 else None
         if prev is not None and prev[0] == day:
-            if (prev[1], prev[2]) > (ts, event_id):
+            if prev[1] > ts or (prev[1] == ts and prev[2] > event_id):
                 return  # a later observation of the same day already decides it
             old_fen, old_liab = prev[3], prev[4]
             prev[1], prev[2], prev[3], prev[4] = ts, event_id, fen, liability
@@ -158,28 +163,30 @@ class Ledger:
             old_fen, old_liab = (prev[3], prev[4]) if prev is not None else (0, False)
             obs.insert(pos, [day, ts, event_id, fen, liability])
             pos += 1
+            # bound the history: the lateness horizon plus the last observation before it
+            horizon = c.day - self.lateness
+            if len(obs) > 1 and obs[1][0] < horizon:
+                keep = 1
+                while keep + 1 < len(obs) and obs[keep + 1][0] < horizon:
+                    keep += 1
+                del obs[:keep]
+                pos -= keep
         # days [day, end] change, end = the day before the next observation
         end = obs[pos][0] - 1 if pos < len(obs) else c.day
-        start = max(day, c.first_day)
+        start = day if day > c.first_day else c.first_day
         if start <= end:
-            d_aum = (0 if liability else fen) - (0 if old_liab else old_fen)
-            d_loan = (fen if liability else 0) - (old_fen if old_liab else 0)
-            if d_aum:
-                self._add_span(c, self.aum, start, end, d_aum)
-            if d_loan and self.loan is not None:
-                self._add_span(c, self.loan, start, end, d_loan)
-        # bound the history: keep the horizon plus the last observation before it
-        horizon = c.day - self.lateness
-        keep = 0
-        for i in range(len(obs)):
-            if obs[i][0] < horizon:
-                keep = i
+            if old_liab == liability:
+                if fen != old_fen:
+                    self._add_span(c, self.loan if liability else self.aum, start, end, fen - old_fen)
             else:
-                break
-        if keep:
-            del obs[:keep]
+                for index, delta in ((self.aum, (0 if liability else fen) - (0 if old_liab else old_fen)),
+                                     (self.loan, (fen if liability else 0) - (old_fen if old_liab else 0))):
+                    if delta:
+                        self._add_span(c, index, start, end, delta)
 
-    def _add_span(self, c: Customer, index: int, start: int, end: int, delta: int) -> None:
+    def _add_span(self, c: Customer, index: int | None, start: int, end: int, delta: int) -> None:
+        if index is None:  # loans are not tracked when no rule reads them
+            return
         self._add_range(c, index, start, delta)
         if end < c.day:
             self._add_range(c, index, end + 1, -delta)
@@ -220,12 +227,17 @@ class Ledger:
         return c.series[index].sums[window_pos]
 
     def peak(self, c: Customer, days: int) -> int:
-        """max AUM(d) for d in [D-days, D-1] (days before first sight count as 0)."""
+        """max AUM(d) for d in [D-days, D-1]; days before first sight are 0 in the ring."""
         cache = c.peak_cache
         if cache is not None and cache[0] == c.day:
             return cache[1]
-        spec = self.specs[self.aum]
-        ring, size, day = c.series[self.aum].ring, spec.size, c.day
-        best = max(ring[d % size] if d >= c.first_day else 0 for d in range(day - days, day))
-        c.peak_cache = (day, best)
+        size = self.specs[self.aum].size
+        ring = c.series[self.aum].ring
+        start = (c.day - days) % size
+        stop = start + days
+        if stop <= size:
+            best = max(ring[start:stop])
+        else:
+            best = max(max(ring[start:]), max(ring[: stop - size]))
+        c.peak_cache = (c.day, best)
         return best

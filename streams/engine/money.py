@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-_WIRE_AMOUNT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z")
+_WIRE_AMOUNT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?\Z")
 #: Amounts beyond 10**30 yuan are refused: a tiny text such as ``1e999999999`` would
 #: otherwise expand into a billion-digit integer.
 _MAX_EXPONENT = 30
@@ -21,16 +21,20 @@ class AmountError(ValueError):
 
 def text_to_fen(text: str) -> int:
     """Decimal text (no exponent) to fen; refuses sub-fen precision."""
-    if not _WIRE_AMOUNT.match(text):
+    m = _WIRE_AMOUNT.match(text)
+    if m is None:
         raise AmountError(f"{text!r} is not a decimal amount like '1234.56'")
-    negative = text.startswith("-")
-    digits = text[1:] if negative else text
-    whole, _, frac = digits.partition(".")
-    frac = frac.rstrip("0")
-    if len(frac) > 2:
-        raise AmountError(f"{text!r} is not a whole number of fen")
-    fen = int(whole) * 100 + (int(frac.ljust(2, "0")) if frac else 0)
-    return -fen if negative else fen
+    sign, whole, frac = m.groups()
+    if frac is None:
+        fen = int(whole) * 100
+    elif len(frac) == 2:
+        fen = int(whole + frac)
+    else:
+        frac = frac.rstrip("0")
+        if len(frac) > 2:
+            raise AmountError(f"{text!r} is not a whole number of fen")
+        fen = int(whole) * 100 + int(frac.ljust(2, "0"))
+    return -fen if sign else fen
 
 
 def decimal_to_fen(value: Decimal) -> int:

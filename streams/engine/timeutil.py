@@ -7,19 +7,22 @@ integer day ordinals (days since 1970-01-01) in the rules' timezone.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 US_PER_SECOND = 1_000_000
 US_PER_DAY = 86_400 * US_PER_SECOND
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 #: Offsets change only on quarter-hour instants in every zone tzdata knows.
 _OFFSET_BUCKET_US = 900 * US_PER_SECOND
 
 _WIRE_TS = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?\Z"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})?\Z"
 )
+#: Parsed dates and offsets: a stream repeats the same few of each.
+_DAYS: dict[str, int] = {}
+_OFFSETS: dict[str, int] = {"Z": 0}
 
 
 class TimestampError(ValueError):
@@ -37,26 +40,33 @@ def parse_instant(text: str) -> int:
         raise TimestampError(
             f"{text!r} is not a timestamp like 2026-03-01T09:30:00+08:00"
         )
-    year, month, day, hour, minute, second, frac, offset = m.groups()
+    ymd, hour, minute, second, frac, offset = m.groups()
     if offset is None:
         raise TimestampError(
             f"{text!r} has no UTC offset; add one, e.g. +08:00 or Z", naive=True
         )
-    try:
-        if int(hour) > 23 or int(minute) > 59 or int(second) > 59:
-            raise ValueError("time out of range")
-        days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
-    except ValueError as exc:
-        raise TimestampError(f"{text!r} is not a valid date and time: {exc}") from None
-    offset_seconds = 0
-    if offset != "Z":
+    days = _DAYS.get(ymd)
+    if days is None:
+        try:
+            days = date.fromisoformat(ymd).toordinal() - _EPOCH_ORDINAL
+        except ValueError as exc:
+            raise TimestampError(f"{text!r} is not a valid date: {exc}") from None
+        if len(_DAYS) < 100_000:
+            _DAYS[ymd] = days
+    h, mi, se = int(hour), int(minute), int(second)
+    if h > 23 or mi > 59 or se > 59:
+        raise TimestampError(f"{text!r} is not a valid time of day")
+    offset_seconds = _OFFSETS.get(offset)
+    if offset_seconds is None:
         oh, om = int(offset[1:3]), int(offset[4:6])
         if oh > 23 or om > 59:
             raise TimestampError(f"{text!r} has an impossible UTC offset")
         offset_seconds = (oh * 3600 + om * 60) * (-1 if offset[0] == "-" else 1)
-    seconds = days * 86_400 + int(hour) * 3600 + int(minute) * 60 + int(second)
-    micros = int(frac[:6].ljust(6, "0")) if frac else 0
-    return (seconds - offset_seconds) * US_PER_SECOND + micros
+        _OFFSETS[offset] = offset_seconds
+    seconds = days * 86_400 + h * 3600 + mi * 60 + se - offset_seconds
+    if frac:
+        return seconds * US_PER_SECOND + int(frac[:6].ljust(6, "0"))
+    return seconds * US_PER_SECOND
 
 
 class Calendar:
@@ -110,4 +120,4 @@ class Calendar:
 
 def wall_clock_us() -> int:
     """The real wall clock; engines take a clock function so tests can inject one."""
-    return (datetime.now(timezone.utc) - _EPOCH) // timedelta(microseconds=1)
+    return (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1)

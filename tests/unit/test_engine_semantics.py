@@ -54,7 +54,7 @@ def test_opportunity_band_upper_edge_is_exclusive() -> None:
 def test_window_drops_the_day_that_leaves_it() -> None:
     # 60,000 only on day 1 (then 0): day 30 still counts it, day 31 does not.
     book = Book().balance(day(1), "1500000.00").balance(day(2), "0.00")
-    outputs, engine = run(make_rules(grace=0), book.encoded(), until=midnight(31))
+    outputs, _engine = run(make_rules(grace=0), book.encoded(), until=midnight(31))
     changes = of_type(outputs, TC)
     # 1.5M on day 1 alone -> avg 50,000 on day 1; day 2 still 50,000 (day 1 in window).
     assert [(c["effective_at"], c["direction"]) for c in changes] == [
@@ -202,7 +202,7 @@ def test_attribute_conditions_need_the_same_kind() -> None:
 
 def test_latest_profile_by_ts_wins_even_when_it_arrives_first() -> None:
     book = Book().profile(day(5), vip=True).profile(day(4), vip=False)
-    outputs, engine = run(make_rules(), book.encoded())
+    _outputs, engine = run(make_rules(), book.encoded())
     assert engine.customers["A"].attrs["vip"][2] is True
 
 
@@ -324,7 +324,7 @@ def test_z_and_offset_inputs_fall_on_the_same_business_day() -> None:
 
 def test_foreign_currency_converts_at_the_fixed_rate() -> None:
     book = Book().balance(day(1), "211267.60", currency="USD")  # x 7.1 = 1,499,999.96 -> not gold
-    outputs, engine = run(make_rules(), book.encoded())
+    outputs, _engine = run(make_rules(), book.encoded())
     assert of_type(outputs, TC) == []
     book = Book().balance(day(1), 211267.62, currency="USD")  # JSON number: 1,500,000.10
     outputs, _ = run(make_rules(), book.encoded())
