@@ -198,12 +198,12 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         print("tierstream: aborted", file=sys.stderr)
         raise SystemExit(130) from None
-    except Exception as exc:  # click usage errors carry their own one-line message
-        import click
-
-        if isinstance(exc, click.ClickException):
-            print(f"tierstream: error: {exc.format_message()} (see tierstream --help)", file=sys.stderr)
-            raise SystemExit(exc.exit_code) from None
+    except Exception as exc:
+        # Usage errors (missing or bad options) from typer's click carry a one-line message.
+        format_message = getattr(exc, "format_message", None)
+        if callable(format_message) and isinstance(getattr(exc, "exit_code", None), int):
+            print(f"tierstream: error: {format_message()} (see tierstream --help)", file=sys.stderr)
+            raise SystemExit(2) from None
         raise
 
 

@@ -47,6 +47,7 @@ OTHER_BANKS = ("ICBC", "BOC", "ABC", "CCB", "BOCOM", "PSBC", "CIB", "SPDB", "CIT
 _OFFSET = 8 * 3600  # Asia/Shanghai, no daylight saving
 _LOCAL_SUFFIX = "+08:00"
 _Z_SHARE = 0.05  # timestamps written as the same instant in UTC
+_OPENING_SECONDS = 1800  # day 0 opens with every customer's profile and balances
 
 # --- personas --------------------------------------------------------------------------
 MASS, SALARIED, GROWER, AFFLUENT, WEALTH, HNW, BORROWER, SPENDER, DORMANT, CHURNER = range(10)
@@ -139,14 +140,12 @@ _POS_MEAN = tuple(share / (30 * max(r, 0.1)) for share, r in
 _CARD_SHARE = (0.5, 0.5, 0.4, 0.6, 0.6, 0.7, 0.5, 0.9, 0.5, 0.5)
 _ATM_NOTES = (10000, 20000, 30000, 50000, 50000, 100000, 100000, 200000, 200000, 300000)
 
-_MONEY_FMT = "{}.{:02d}"
-
-
 def _money(fen: int) -> str:
     """Integer fen as a decimal string with exactly two decimals."""
     if fen < 0:
         return "-" + _money(-fen)
-    return _MONEY_FMT.format(fen // 100, fen % 100)
+    yuan, cents = divmod(fen, 100)
+    return f"{yuan}.{cents:02d}"
 
 
 def _log_uniform(rng: random.Random, lo: float, hi: float) -> int:
@@ -364,7 +363,7 @@ class _Bank:
         self.dep[i] = dep
 
         # Profile and opening balances, at one second of 00:00-00:30 (rising with i).
-        sec = i * 1800 // self.n
+        sec = i * _OPENING_SECONDS // self.n
         self._stamp(sec)
         cid = f"C{i + 1:06d}"
         age = int(r.triangular(20, 80, {DORMANT: 65, HNW: 52, WEALTH: 48, MASS: 30}.get(p, 38)))
@@ -401,56 +400,59 @@ class _Bank:
         today = self.date
         dom, weekday = today.day, today.weekday()
         weekend = weekday >= 5
-        first_sec = 1800 if d == 0 else 0  # day 0 starts with the opening positions
         rnd = self.rng.random
         exp = math.exp
         buckets = self.buckets
+        shift = _SEC_SHIFT
         persona, flags_col, tempo_col, anchor_col, eday_col = (
             self.persona, self.flags, self.tempo, self.anchor, self.eday)
         for i in range(lo, hi):
             base = i << 8
             p = persona[i]
             flags = flags_col[i]
-            keys: list[int] = []
-            add = keys.append
             anchor = anchor_col[i]
             eday = eday_col[i]
             churn_phase = 0
             if p == CHURNER and d >= eday:
                 churn_phase = 1 if d < eday + 4 + i % 9 else 2
-            # calendar: batch postings at fixed hours
+            # calendar: (second, kind) of batch postings at fixed hours
+            cal: list[tuple[int, int]] = []
             if flags & SALARY and dom == anchor and churn_phase == 0:
-                add(((9 * 3600 + (i * 7919) % 7200) << _SEC_SHIFT) | base | K_SALARY)
+                cal.append((9 * 3600 + (i * 7919) % 7200, K_SALARY))
             if dom == 21:
-                add(((3600 + int(rnd() * 7200)) << _SEC_SHIFT) | base | K_INTEREST)
-            if dom == 1 and d:
-                add(((2 * 3600 + int(rnd() * 7200)) << _SEC_SHIFT) | base | K_STMT)
-            if flags & SMS_FEE and dom == 5:
-                add(((3 * 3600 + int(rnd() * 3600)) << _SEC_SHIFT) | base | K_FEE)
+                cal.append((3600 + int(rnd() * 7200), K_INTEREST))
+            elif dom == 1 and d:
+                cal.append((2 * 3600 + int(rnd() * 7200), K_STMT))
+            elif dom == 5 and flags & SMS_FEE:
+                cal.append((3 * 3600 + int(rnd() * 3600), K_FEE))
             if flags & HAS_LOAN and dom == (anchor + 9) % 28 + 1:
-                add(((6 * 3600 + int(rnd() * 7200)) << _SEC_SHIFT) | base | K_LOAN)
+                cal.append((6 * 3600 + int(rnd() * 7200), K_LOAN))
             if flags & HAS_CARD:
                 if dom == (anchor + 4) % 28 + 1:
-                    add(((3600 + int(rnd() * 3600)) << _SEC_SHIFT) | base | K_CSTMT)
+                    cal.append((3600 + int(rnd() * 3600), K_CSTMT))
                 elif dom == (anchor + 22) % 28 + 1 and p != DORMANT:
-                    add(((8 * 3600 + int(rnd() * 50400)) << _SEC_SHIFT) | base | K_CREPAY)
+                    cal.append((8 * 3600 + int(rnd() * 50400), K_CREPAY))
             if flags & HAS_FUND and not weekend:
-                add(((20 * 3600 + int(rnd() * 7200)) << _SEC_SHIFT) | base | K_FUND)
+                cal.append((20 * 3600 + int(rnd() * 7200), K_FUND))
             if flags & HAS_WM and weekday == 4:
-                add(((18 * 3600 + int(rnd() * 7200)) << _SEC_SHIFT) | base | K_WEALTH)
+                cal.append((18 * 3600 + int(rnd() * 7200), K_WEALTH))
+            if rnd() < 0.002:
+                cal.append((8 * 3600 + int(rnd() * 50400), K_PROFILE))
             # discretionary activity, Poisson counts around the persona's rates
             if p == DORMANT:
                 rates: _Rates = ()
                 if d == eday:
-                    add(((10 * 3600 + int(rnd() * 30000)) << _SEC_SHIFT) | base | K_WAKE)
+                    cal.append((10 * 3600 + int(rnd() * 30000), K_WAKE))
             elif churn_phase:
                 rates = _CHURNING if churn_phase == 1 else _CHURNED
             else:
                 rates = _RATES[p]
                 if p == MASS and not flags & SALARY:
                     rates = rates + _MASS_NO_SALARY
-                if p == GROWER and d == eday:
-                    add(((11 * 3600 + int(rnd() * 18000)) << _SEC_SHIFT) | base | K_BIGIN)
+                elif p == GROWER and d == eday:
+                    cal.append((11 * 3600 + int(rnd() * 18000), K_BIGIN))
+            for sec, kind in cal:
+                buckets[sec // 60].append((sec << shift) | base | kind)
             tempo = tempo_col[i] * 0.0625
             for kind, rate, hours in rates:
                 lam = rate * tempo
@@ -458,6 +460,8 @@ class _Bank:
                     lam *= 1.3 if kind == K_POS else 0.7
                 u = rnd()
                 prob = exp(-lam)
+                if u <= prob:
+                    continue
                 cum = prob
                 n = 0
                 while u > cum and n < 20:
@@ -466,15 +470,7 @@ class _Bank:
                     cum += prob
                 for _ in range(n):
                     sec = hours[int(rnd() * 256)] + int(rnd() * 3600)
-                    add((sec << _SEC_SHIFT) | base | kind)
-            if rnd() < 0.002:
-                add(((8 * 3600 + int(rnd() * 50400)) << _SEC_SHIFT) | base | K_PROFILE)
-            for key in keys:
-                sec = key >> _SEC_SHIFT
-                if sec < first_sec:
-                    key += first_sec << _SEC_SHIFT
-                    sec += first_sec
-                buckets[sec // 60].append(key)
+                    buckets[sec // 60].append((sec << shift) | base | kind)
 
     def _later(self, i: int, kind: int, lo_minute: int, hi_minute: int) -> None:
         """Schedule a follow-up for customer i later today (never in the minute being posted)."""
@@ -491,6 +487,13 @@ class _Bank:
         handlers = self.handlers
         out = self.out
         stamp = self._stamp
+        if self.day == 0:
+            # the first half hour of day 0 belongs to the opening positions
+            moved = _OPENING_SECONDS << _SEC_SHIFT
+            for minute in range(_OPENING_SECONDS // 60):
+                for key in self.buckets[minute]:
+                    self.buckets[minute + _OPENING_SECONDS // 60].append(key + moved)
+                del self.buckets[minute][:]
         for minute, bucket in enumerate(self.buckets):
             if not bucket:
                 continue
@@ -644,7 +647,10 @@ class _Bank:
         if amount <= 0:
             return
         self.dep[i] += amount
-        self._txn(i, f"C{i + 1:06d}", amount, "credit", "transfer", self._bank(0.5))
+        # the employer pays from the same bank every month
+        h = (i * 2654435761) & 0xFFFFFFFF
+        employer = self.home if h & 1 else OTHER_BANKS[(h >> 8) % len(OTHER_BANKS)]
+        self._txn(i, f"C{i + 1:06d}", amount, "credit", "transfer", employer)
 
     def _interest(self, i: int) -> None:
         """Monthly interest on the 21st: 0.15 %/yr on credit balances, 0.5 %/month on overdrafts."""

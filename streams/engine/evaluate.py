@@ -148,6 +148,8 @@ class Evaluator:
             value = self.getters[name](c)
             if value is not None and self.money[name]:
                 value = format_fen(value)
+            elif isinstance(value, Decimal):  # a decimal attribute, written as a JSON number
+                value = int(value) if value == value.to_integral_value() else float(value)
             out[name] = value
         return out
 

@@ -336,3 +336,21 @@ def test_negative_asset_balances_count() -> None:
     outputs, _ = run(make_rules(), book.encoded())
     assert [c["metrics"]["aum"] for c in of_type(outputs, TC)] == ["1600000.00"]
     # the overdraft came after the upgrade; the next evaluation sees 1,500,000
+
+
+def test_decimal_attributes_are_written_as_json_numbers() -> None:
+    from tierstream.engine.rules import load_rules
+    from tierstream.simulate import output_line
+
+    rules = load_rules("psbc")
+    lines = [
+        b'{"topic":"bank.profiles","value":{"event_id":"p1","customer_id":"P","ts":"2026-01-01T10:00:00+08:00",'
+        b'"attributes":{"household_income":250000.5,"high_end_card":false}}}'
+    ]
+    outputs, _ = run(rules, lines)
+    (change,) = of_type(outputs, TC)
+    assert change["matched"] == "attr.household_income >= 200000"
+    assert change["metrics"]["attr.household_income"] == 250000.5
+    assert change["metrics"]["attr.high_end_card"] is False
+    assert change["metrics"]["attr.diamond_card"] is None
+    assert '"attr.household_income": 250000.5' in output_line(("tier.changes", "P", change))
