@@ -175,15 +175,16 @@ class _Bank:
         n = customers
         self.n, self.days, self.seed, self.start = n, days, seed, start
         self.home, self.usd = home_bank, usd
+        self.others = tuple(b for b in OTHER_BANKS if b != home_bank)
         self.rng = random.Random(f"{seed}:main")
         self.persona = array("B", bytes(n))
         self.flags = array("H", bytes(2 * n))
         self.tempo = array("B", bytes(n))  # activity multiplier × 16
         self.anchor = array("B", bytes(n))  # payday, 1..28; card and loan days derive from it
         self.eday = array("H", bytes(2 * n))  # grower inflow / churn start / dormant wake-up
-        self.income = array("q", bytes(8 * n))  # monthly inflow, fen
-        self.loan_pay = array("q", bytes(8 * n))  # monthly instalment, fen
-        self.seq = array("L", bytes(array("L").itemsize * n))
+        self.income = array("i", bytes(4 * n))  # monthly inflow, fen (at most 21 million yuan)
+        self.loan_pay = array("i", bytes(4 * n))  # monthly instalment, fen
+        self.seq = array("I", bytes(4 * n))  # events so far, for event ids
         self.dep = array("q", bytes(8 * n))
         self.td = array("q", bytes(8 * n))
         self.wm = array("q", bytes(8 * n))  # in USD cents when the customer's flags have USD_WM
@@ -562,7 +563,8 @@ class _Bank:
         r = self.rng.random()
         if r < home_share:
             return self.home
-        return OTHER_BANKS[int((r - home_share) / (1 - home_share) * len(OTHER_BANKS)) % len(OTHER_BANKS)]
+        others = self.others
+        return others[int((r - home_share) / (1 - home_share) * len(others)) % len(others)]
 
     def _aum(self, i: int) -> int:
         wm = self.wm[i] * 71 // 10 if self.flags[i] & USD_WM else self.wm[i]
@@ -649,7 +651,7 @@ class _Bank:
         self.dep[i] += amount
         # the employer pays from the same bank every month
         h = (i * 2654435761) & 0xFFFFFFFF
-        employer = self.home if h & 1 else OTHER_BANKS[(h >> 8) % len(OTHER_BANKS)]
+        employer = self.home if h & 1 else self.others[(h >> 8) % len(self.others)]
         self._txn(i, f"C{i + 1:06d}", amount, "credit", "transfer", employer)
 
     def _interest(self, i: int) -> None:
@@ -800,7 +802,7 @@ class _Bank:
             return
         self.dep[i] -= amount
         self._txn(i, f"C{i + 1:06d}", amount, "debit", "mobile" if rng.random() < 0.7 else "online",
-                  OTHER_BANKS[int(rng.random() * 4)])
+                  self.others[int(rng.random() * 4)])
 
     def _big_in(self, i: int) -> None:
         """A grower's windfall (bonus, property sale) that lifts AUM over the next threshold."""
@@ -944,7 +946,7 @@ def _delay(rng: random.Random) -> int:
     """Seconds of delay: mostly hours, some days, a few beyond a week."""
     u = rng.random()
     if u < 0.55:
-        return rng.randint(600, 6 * 3600)
+        return rng.randint(3600, 6 * 3600)
     if u < 0.8:
         return rng.randint(6 * 3600, 2 * 86400)
     if u < 0.92:
@@ -983,9 +985,10 @@ def generate_events(customers: int, days: int, seed: int, start: date | None = N
                     usd: bool = True) -> Iterator[dict[str, Any]]:
     """Yield event-file lines as dicts {"topic": ..., "value": {...} or "raw string"}.
 
-    Lazy: the first lines come before later customers exist. `usd=False` keeps every
-    amount in CNY (rules files without `currencies: {USD: ...}` dead-letter the few
-    USD wealth balances as schema violations).
+    Lazy: the first lines come before later customers exist. Arguments are checked
+    at the call, not at the first `next()`. `usd=False` keeps every amount in CNY
+    (rules files without `currencies: {USD: ...}` dead-letter the few USD wealth
+    balances as schema violations).
     """
     bank = _Bank(customers, days, seed, start or DEFAULT_START, home_bank, usd)
     stream: Iterator[tuple[int, dict[str, Any]]] = bank.events()
@@ -993,8 +996,7 @@ def generate_events(customers: int, days: int, seed: int, start: date | None = N
         stream = _with_noise(stream, seed)
     if late:
         stream = _with_lateness(stream, seed)
-    for _, line in stream:
-        yield line
+    return (line for _, line in stream)
 
 
 def write_events(lines: Iterable[dict[str, Any]], out: TextIO) -> int:
