@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Coroutine
 from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
-from typing import IO, Annotated, Any, NoReturn, TextIO
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -15,6 +16,9 @@ from rich.table import Table
 
 from .engine.rules import Rules, RulesError, load_rules
 from .engine.timeutil import TimestampError, parse_instant, wall_clock_us
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 app = typer.Typer(
     name="tierstream",
@@ -159,8 +163,73 @@ def generate(
             fail(f"--start: {start!r} is not a date like 2026-01-01")
     with ExitStack() as stack:
         sink = _open_out(out, stack)
-        n = write_events(generate_events(customers, days, seed, first, noise, late), sink)
+        n = write_events(generate_events(customers, days, seed, first, noise, late, usd=noise), sink)
     err.print(f"wrote {n:,} events for {customers:,} customers over {days} days", highlight=False)
+
+
+BrokerOpt = Annotated[
+    str | None, typer.Option("--broker", help="Kafka bootstrap, kafka://host:port (overrides TIERSTREAM_BROKER_URL).")
+]
+
+
+def _broker_settings(broker: str | None) -> Settings:
+    """The settings object (environment and defaults), with --broker on top."""
+    from pydantic import ValidationError
+
+    from .settings import Settings
+
+    try:
+        return Settings() if broker is None else Settings(broker_url=broker)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        fail(f"setting {name} (TIERSTREAM_{name.upper()}): {first['msg']}")
+
+
+def _broker_call(settings: Settings, work: Coroutine[Any, Any, int]) -> int:
+    """Run one broker coroutine; broker trouble ends in one line, not a traceback."""
+    import asyncio
+    import logging
+
+    from .kafkaio import KafkaIOError
+
+    # aiokafka logs each failed connection attempt at ERROR; our one-line error says it all.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    try:
+        return asyncio.run(work)
+    except KafkaIOError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def replay(
+    events: Annotated[Path, typer.Option("--events", help="Event file (JSONL) to publish, in order.")],
+    rate: Annotated[float | None, typer.Option("--rate", min=0.001, help="Events per second (default: as fast as possible).")] = None,
+    live: Annotated[bool, typer.Option("--live", help="Shift timestamps so the file plays as if happening now.")] = False,
+    broker: BrokerOpt = None,
+) -> None:
+    """Publish an event file to its input topics, keyed by customer_id."""
+    from .kafkaio import replay as publish
+    from .simulate import read_lines
+
+    settings = _broker_settings(broker)
+    with _open_in(events) as source:
+        _broker_call(settings, publish(settings, read_lines(source), rate, live))
+
+
+@app.command()
+def capture(
+    out: Annotated[Path, typer.Option("--out", help="Event file to write ('-' for stdout).")],
+    idle_seconds: Annotated[float, typer.Option("--idle-seconds", min=0.1, help="Stop after this long with nothing new.")] = 5.0,
+    broker: BrokerOpt = None,
+) -> None:
+    """Read the output topics from the beginning into an event file."""
+    from .kafkaio import capture as read_outputs
+
+    settings = _broker_settings(broker)
+    with ExitStack() as stack:
+        sink = _open_out(out, stack)
+        _broker_call(settings, read_outputs(settings, sink, idle_seconds))
 
 
 @rules_app.command("check")
@@ -177,7 +246,7 @@ def rules_check(rules: Annotated[str, typer.Argument(help="A rules file or a pre
         table.add_row(str(i), tier.id, tier.label, conds)
     out = Console()
     out.print(table)
-    high = loaded.tier_ids[loaded.high_value_from]
+    high = loaded.tier_ids[loaded.high_value_from] if loaded.high_value_from < len(loaded.tiers) else "none"
     out.print(
         f"downgrade after {loaded.grace_days} days below; opportunity at {loaded.opportunity_ratio}× "
         f"(cooldown {loaded.opportunity_cooldown_days} d); dormant after {loaded.dormant_after_days} d; "

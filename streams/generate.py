@@ -1,10 +1,11 @@
 """A synthetic retail bank as an event stream (SPEC §2 input events), for tests and demos.
 
-The stream is deterministic for a seed, in time order, and generated in constant
-memory per day: state is a handful of `array` columns per customer (about 75 bytes
-each, no Python objects), and a day is planned as packed integer keys
+The stream is deterministic for a seed, in time order, and streamed: memory does
+not grow with the number of days, and per customer it is a handful of `array`
+columns (about 76 bytes, no Python objects) plus 8 bytes per event planned for the
+current day. A day is planned as packed integer keys
 `(second << 40) | (customer << 8) | kind` in per-minute buckets, which are sorted
-and turned into events one minute at a time. Nothing grows with days × customers.
+and turned into events one minute at a time; no event list is ever built.
 
 Two passes per day keep it fast and ordered:
 - *plan*: for every customer, decide which kinds of events happen today and when
@@ -41,8 +42,8 @@ BALANCES = "bank.balances"
 TRANSACTIONS = "bank.transactions"
 PROFILES = "bank.profiles"
 
-#: Banks a customer's money comes from or goes to, besides the home bank.
-OTHER_BANKS = ("ICBC", "BOC", "ABC", "CCB", "BOCOM", "PSBC", "CIB", "SPDB", "CITIC", "PAB")
+#: Counterparty bank codes; every one but the home bank counts as another bank.
+BANKS = ("CMB", "ICBC", "BOC", "ABC", "CCB", "BOCOM", "PSBC", "CIB", "SPDB", "CITIC", "PAB")
 
 _OFFSET = 8 * 3600  # Asia/Shanghai, no daylight saving
 _LOCAL_SUFFIX = "+08:00"
@@ -75,10 +76,10 @@ HAS_TD, HAS_WM, HAS_FUND, HAS_INS, HAS_LOAN, HAS_CARD = 1, 2, 4, 8, 16, 32
 OVERDRAFT, USD_WM, SALARY, SMS_FEE = 64, 128, 256, 512
 
 # --- event kinds (low byte of a planned key) -------------------------------------------
-(K_OPEN, K_POS, K_ATM, K_XOUT, K_XIN, K_BRANCH, K_SALARY, K_INTEREST, K_FEE, K_EOD, K_STMT,
+(K_POS, K_ATM, K_XOUT, K_XIN, K_BRANCH, K_SALARY, K_INTEREST, K_FEE, K_EOD, K_STMT,
  K_FUND, K_WEALTH, K_LOAN, K_CSTMT, K_CREPAY, K_BUY, K_REDEEM, K_CHURN, K_BIGIN, K_WAKE,
- K_PROFILE) = range(22)
-_KINDS = 22
+ K_PROFILE) = range(1, 22)
+_KINDS = 22  # kind 0 is unused
 
 _CUSTOMER_BITS = 32
 _CUSTOMER_MASK = (1 << _CUSTOMER_BITS) - 1
@@ -175,7 +176,7 @@ class _Bank:
         n = customers
         self.n, self.days, self.seed, self.start = n, days, seed, start
         self.home, self.usd = home_bank, usd
-        self.others = tuple(b for b in OTHER_BANKS if b != home_bank)
+        self.others = tuple(b for b in BANKS if b != home_bank)
         self.rng = random.Random(f"{seed}:main")
         self.persona = array("B", bytes(n))
         self.flags = array("H", bytes(2 * n))
@@ -473,14 +474,15 @@ class _Bank:
                     sec = hours[int(rnd() * 256)] + int(rnd() * 3600)
                     buckets[sec // 60].append((sec << shift) | base | kind)
 
-    def _later(self, i: int, kind: int, lo_minute: int, hi_minute: int) -> None:
+    def _later(self, i: int, kind: int, lo_minute: int, hi_minute: int) -> bool:
         """Schedule a follow-up for customer i later today (never in the minute being posted)."""
         lo = max(lo_minute, self.minute + 1)
         if lo >= hi_minute:
-            return
+            return False
         minute = lo + int(self.rng.random() * (hi_minute - lo))
         sec = minute * 60 + int(self.rng.random() * 60)
         self.buckets[minute].append((sec << _SEC_SHIFT) | (i << 8) | kind)
+        return True
 
     # --- post ------------------------------------------------------------------------------
     def _post(self) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -544,10 +546,8 @@ class _Bank:
         if acct == "D1":
             if u < 0.9:
                 value["balance_after"] = _money(self.dep[i])
-            elif not self.eod_pending[i]:
-                # the bank still publishes the balance at end of day
-                self.eod_pending[i] = 1
-                self._later(i, K_EOD, 1430, 1440)
+            elif not self.eod_pending[i] and self._later(i, K_EOD, 1430, 1440):
+                self.eod_pending[i] = 1  # the bank still publishes the balance at end of day
         elif after is not None:
             value["balance_after"] = _money(after)
         if self.rng.random() < 0.08:
@@ -831,8 +831,10 @@ class _Bank:
         attrs: dict[str, Any]
         if u < 0.4:
             attrs = {"household_income": int(self.income[i] * 12 // 100 * rng.uniform(1.0, 2.5))}
-        elif u < 0.65:
-            attrs = {"segment": _SEGMENTS[int(rng.random() * len(_SEGMENTS))]}
+        elif u < 0.65:  # the bank's periodic re-segmentation by AUM
+            aum = self._aum(i)
+            attrs = {"segment": "mass" if aum < 5000000 else "affluent" if aum < 50000000
+                     else "wealth" if aum < 500000000 else "private"}
         elif u < 0.85:
             attrs = {"high_end_card": rng.random() < 0.7}
         else:

@@ -45,7 +45,7 @@ def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]
     value = doc["value"]
     if isinstance(value, str):
         return engine.process_payload(topic, value.encode("utf-8"), partition=0, offset=number,
-                                      key=None)
+                                      key=d.guess_key(value))
     def compact() -> bytes:
         return dumps_compact(value).encode("utf-8")
 

@@ -1,6 +1,7 @@
 """Customer state <-> compact bytes (the worker's table values and changelog records).
 
-Layout: zlib(JSON) of a versioned list. Day rings are written in day order as deltas
+Layout: the partition number (2 bytes, so a recovered table can be split by
+partition without decoding), then zlib(JSON) of a versioned list. Day rings are written in day order as deltas
 from the previous day, so a balance that does not move costs one character a day
 before compression and almost nothing after it. Decimal attributes keep their text.
 """
@@ -45,7 +46,12 @@ def _attr_in(value: Any) -> Any:
     return Decimal(value["d"]) if isinstance(value, dict) else value
 
 
-def encode(c: Customer, specs: tuple[SeriesSpec, ...]) -> bytes:
+def partition_of(data: bytes) -> int:
+    """The partition a state record belongs to (its first two bytes)."""
+    return int.from_bytes(data[:2], "big")
+
+
+def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> bytes:
     doc = [
         FORMAT, c.first_day, c.day, c.last_instant, c.tier, c.tier_since, c.below_since,
         c.last_txn_day, c.dormant_fired,
@@ -56,11 +62,11 @@ def encode(c: Customer, specs: tuple[SeriesSpec, ...]) -> bytes:
         [[k, v] for k, v in c.churn_last.items()],
         [[k, v] for k, v in c.seen.items()],
     ]
-    return zlib.compress(orjson.dumps(doc, option=orjson.OPT_PASSTHROUGH_DATACLASS), 1)
+    return partition.to_bytes(2, "big") + zlib.compress(orjson.dumps(doc), 1)
 
 
 def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
-    doc = orjson.loads(zlib.decompress(data))
+    doc = orjson.loads(zlib.decompress(data[2:]))
     if doc[0] != FORMAT:
         raise ValueError(f"unknown customer state format {doc[0]}")
     (_, first_day, day, last_instant, tier, tier_since, below_since, last_txn_day, dormant,

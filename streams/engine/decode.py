@@ -6,6 +6,7 @@ then timestamp offset (`naive_timestamp`), then amounts (`bad_amount`).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -96,8 +97,10 @@ def _string(value: dict[str, Any], name: str) -> str:
 
 
 def _optional_string(value: dict[str, Any], name: str) -> str | None:
-    v = value.get(name)
-    if v is not None and not isinstance(v, str):
+    if name not in value:
+        return None
+    v = value[name]
+    if not isinstance(v, str):
         raise _violation(f"field {name!r} must be a string, got {type(v).__name__}")
     return v
 
@@ -113,11 +116,11 @@ def _check_ids(value: dict[str, Any]) -> tuple[str, str]:
 
 
 def _money_shape(value: dict[str, Any], name: str, required: bool) -> Any:
-    v = value.get(name)
-    if v is None:
+    if name not in value:
         if required:
             raise _violation(f"missing field {name!r}")
         return None
+    v = value[name]
     if isinstance(v, bool) or not isinstance(v, (str, int, Decimal)):
         raise _violation(f"field {name!r} must be a decimal string or a JSON number, got {type(v).__name__}")
     return v
@@ -134,8 +137,10 @@ class Decoder:
         self.currencies = currencies
 
     def _rate(self, value: dict[str, Any]) -> tuple[int, int] | None:
-        cur = value.get("currency")
-        if cur is None or cur == "CNY":
+        if "currency" not in value:
+            return None
+        cur = value["currency"]
+        if cur == "CNY":
             return None
         if not isinstance(cur, str):
             raise _violation(f"field 'currency' must be a string, got {type(cur).__name__}")
@@ -155,14 +160,14 @@ class Decoder:
             raise _violation(str(exc)) from None
 
     @staticmethod
-    def _fen(raw: Any, name: str, rate: tuple[int, int] | None) -> int:
+    def _wire_fen(raw: Any, name: str) -> int:
+        """The amount as written, in fen of its own currency."""
         try:
-            fen = text_to_fen(raw) if isinstance(raw, str) else (
+            return text_to_fen(raw) if isinstance(raw, str) else (
                 raw * 100 if isinstance(raw, int) else decimal_to_fen(raw)
             )
         except AmountError as exc:
             raise BadRecord(BAD_AMOUNT, f"{name}: {exc}") from None
-        return convert(fen, *rate) if rate else fen
 
     def decode(self, topic: str, value: Any) -> Event:
         if not isinstance(value, dict):
@@ -185,11 +190,11 @@ class Decoder:
         rate = self._rate(value)
         ts_text = _ts_text(value)
         ts = self._instant(ts_text)
-        fen = self._fen(raw, "balance", rate)
+        fen = self._wire_fen(raw, "balance")
         liability = product in LIABILITY_PRODUCTS
         if liability and fen < 0:
             raise BadRecord(BAD_AMOUNT, f"balance: a {product} balance is the amount owed and must be >= 0")
-        return Balance(event_id, customer_id, ts, account_id, fen, liability)
+        return Balance(event_id, customer_id, ts, account_id, convert(fen, *rate) if rate else fen, liability)
 
     def _transaction(self, value: dict[str, Any]) -> Transaction:
         event_id, customer_id = _check_ids(value)
@@ -208,15 +213,19 @@ class Decoder:
             raise _violation(f"product {product!r} is not one of {', '.join(sorted(PRODUCTS))}")
         rate = self._rate(value)
         ts = self._instant(_ts_text(value))
-        fen = self._fen(raw_amount, "amount", rate)
+        fen = self._wire_fen(raw_amount, "amount")
         if fen <= 0:
             raise BadRecord(BAD_AMOUNT, "amount must be > 0 (direction says credit or debit)")
         liability = product in LIABILITY_PRODUCTS if product else False
         after = None
         if raw_after is not None:
-            after = self._fen(raw_after, "balance_after", rate)
+            after = self._wire_fen(raw_after, "balance_after")
             if liability and after < 0:
                 raise BadRecord(BAD_AMOUNT, f"balance_after: a {product} balance is the amount owed and must be >= 0")
+            if rate:
+                after = convert(after, *rate)
+        if rate:
+            fen = convert(fen, *rate)
         return Transaction(
             event_id, customer_id, ts, account_id, fen, direction == "debit", channel,
             counterparty, after, liability,
@@ -248,3 +257,16 @@ def guess_customer(value: Any) -> str | None:
         cid = value.get("customer_id")
         return cid if isinstance(cid, str) else None
     return None
+
+
+def guess_key(payload: str) -> str | None:
+    """The customer id in a raw payload, even one that is not valid JSON: the key a
+    producer would have used, so operators can tell whose record was refused."""
+    m = _KEY_FIELD.search(payload)
+    if m is None:
+        return None
+    try:
+        cid = json.loads(f'"{m.group(1)}"')
+    except ValueError:
+        return None
+    return cid if isinstance(cid, str) else None

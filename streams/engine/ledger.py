@@ -205,7 +205,7 @@ class Ledger:
                 self._add_day(c, idx["credit"], day, fen)
             if c.last_txn_day is None or day > c.last_txn_day:
                 c.last_txn_day = day
-            c.dormant_fired = False
+                c.dormant_fired = False  # a new dormant spell can only start from here
         if debit and channel == "pos" and "spend" in idx:
             self._add_day(c, idx["spend"], day, fen)
         if debit and external and "external_outflow" in idx:

@@ -187,8 +187,6 @@ class PartitionEngine:
         self._evaluate(cid, c, instant, out)
         if is_new and day < target:
             self.catch_up(cid, c, target, out)
-        if customers is not self.customers:  # pragma: no cover - mapping wrappers write back
-            customers[cid] = c
 
     def _evaluate(self, cid: str, c: Customer, instant: int, out: list[Output]) -> None:
         before = len(out)

@@ -342,13 +342,13 @@ class _Loader:
             kw["churn_min_amount"] = self.money(churn["min_amount"][1], "churn.min_amount")
         if "cooldown_days" in churn:
             kw["churn_cooldown_days"] = self.integer(churn["cooldown_days"][1], "churn.cooldown_days", 0, 3660)
-        high = ids[-1]
+        kw["high_value_from"] = len(ids)  # not set: no tier is high value
         if "high_value_from" in churn:
             node = churn["high_value_from"][1]
             high = self.scalar(node, "churn.high_value_from")
             if high not in ids:
                 raise self.fail(node, f"churn.high_value_from {high!r} is not a tier; use one of {', '.join(ids)}")
-        kw["high_value_from"] = ids.index(high)
+            kw["high_value_from"] = ids.index(high)
         if "max_lateness_days" in top:
             kw["max_lateness_days"] = self.integer(top["max_lateness_days"][1], "max_lateness_days", 0, 366)
         if "max_record_bytes" in top:

@@ -39,7 +39,7 @@ def test_psbc_preset_is_any_of_on_balance_card_and_income() -> None:
 def test_defaults() -> None:
     rules = parse_rules(GOOD)
     assert (rules.timezone, rules.max_lateness_days, rules.grace_days) == ("Asia/Shanghai", 7, 30)
-    assert rules.high_value_from == 1  # the top tier when not given
+    assert rules.high_value_from == len(rules.tiers)  # not given: no tier is high value
 
 
 @pytest.mark.parametrize(("text", "metric", "op", "literal"), [

@@ -1,0 +1,27 @@
+"""The Faust application: configuration only. The agent lives in `tierstream.worker`."""
+
+from __future__ import annotations
+
+import faust
+
+from .settings import Settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app tuned for the measured local broker and for exact restarts."""
+    return faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store=settings.store,
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        topic_partitions=settings.partitions,
+        topic_allow_declare=True,
+        # Ready in ~5 s instead of ~30 s on Tansu (join is held for half the session timeout).
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        consumer_auto_offset_reset="earliest",
+        producer_linger=0.005,
+        web_enabled=True,
+        autodiscover=False,
+    )

@@ -1,0 +1,408 @@
+"""Event files to and from a real broker: `tierstream replay` and `tierstream capture` (SPEC §8).
+
+Replay sets every record's Kafka timestamp to the file's emission order (the running
+maximum of event `ts`, strictly increasing), because the worker merges its three
+input topics per partition by record timestamp: that is how the broker carries the
+file's order across topics. Capture never trusts end offsets (Tansu reports them
+wrong, see LOCAL-STACK.md); it stops when the output topics stay quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TextIO
+
+from .engine.decode import INPUT_TOPICS
+from .engine.evaluate import OUTPUT_TOPICS
+from .engine.jsonio import NotJson, dumps_compact, loads
+from .engine.timeutil import TimestampError, parse_instant
+from .settings import Settings
+
+__all__ = [
+    "BrokerUnreachable",
+    "KafkaIOError",
+    "capture",
+    "client_kwargs",
+    "ensure_topics",
+    "format_shifted",
+    "replay",
+]
+
+#: Sends in flight before we wait for their acknowledgements (bounded memory, errors surface early).
+CHUNK = 5_000
+#: Replay's record timestamps are milliseconds.
+_US_PER_MS = 1_000
+_TS_FIELD = re.compile(rb'"ts"\s*:\s*"')
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class KafkaIOError(RuntimeError):
+    """Talking to the broker failed; the message is one line for the user."""
+
+
+class BrokerUnreachable(KafkaIOError):
+    def __init__(self, url: str) -> None:
+        super().__init__(f"cannot reach the broker at {url}; start it or set TIERSTREAM_BROKER_URL")
+        self.url = url
+
+
+# --- clients ----------------------------------------------------------------------------------
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """aiokafka connection arguments (bootstrap, TLS, SASL) from the one settings object."""
+    servers = settings.bootstrap_servers
+    for server in servers or [""]:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit():
+            raise KafkaIOError(f"broker URL {settings.broker_url!r} is not like kafka://host:9092[;host:port]; "
+                               "fix --broker or TIERSTREAM_BROKER_URL")
+    kwargs: dict[str, Any] = {"bootstrap_servers": servers}
+    protocol = settings.broker_security_protocol.upper()
+    if protocol != "PLAINTEXT":
+        kwargs["security_protocol"] = protocol
+    if protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        kwargs["ssl_context"] = create_ssl_context(cafile=settings.broker_ca_file or None)
+    if protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = settings.broker_sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.broker_sasl_username
+        kwargs["sasl_plain_password"] = settings.broker_sasl_password.get_secret_value()
+    return kwargs
+
+
+def _as_settings(settings_or_bootstrap: Settings | str | Sequence[str]) -> Settings:
+    if isinstance(settings_or_bootstrap, Settings):
+        return settings_or_bootstrap
+    if isinstance(settings_or_bootstrap, str):
+        url = settings_or_bootstrap
+    else:
+        url = ";".join(settings_or_bootstrap)
+    if not url.startswith("kafka://"):
+        url = f"kafka://{url}"
+    return Settings(broker_url=url)
+
+
+async def _start(client: Any, settings: Settings) -> None:
+    """Start an aiokafka client; a broker that does not answer becomes BrokerUnreachable."""
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
+        await client.start()
+    except KafkaConnectionError:
+        await _close_quietly(client)
+        raise BrokerUnreachable(settings.broker_url) from None
+
+
+async def _close_quietly(client: Any) -> None:
+    close = getattr(client, "close", None) or client.stop
+    with contextlib.suppress(Exception):  # closing a client that never connected may fail
+        await close()
+
+
+async def ensure_topics(settings_or_bootstrap: Settings | str | Sequence[str], names: Sequence[str],
+                        partitions: int) -> list[str]:
+    """Create the missing topics with `partitions` partitions (replication 1); return those created.
+
+    Run it before any client names a topic: Tansu auto-creates any topic a client
+    asks about with 4 partitions, which breaks co-partitioning of the inputs.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    settings = _as_settings(settings_or_bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await _start(admin, settings)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in dict.fromkeys(names) if n not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics([NewTopic(n, partitions, 1) for n in missing])
+        created = []
+        for entry in response.to_object()["topic_errors"]:
+            code = entry["error_code"]
+            if code == 0:
+                created.append(entry["topic"])
+            elif code != 36:  # TOPIC_ALREADY_EXISTS: someone else was quicker; fine
+                raise KafkaIOError(f"cannot create topic {entry['topic']!r}: error {code} "
+                                   f"({entry.get('error_message') or 'no message'})")
+        return created
+    finally:
+        await _close_quietly(admin)
+
+
+# --- replay -----------------------------------------------------------------------------------
+_WIRE_TS = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})\Z"
+)
+
+
+def format_shifted(text: str, shift_seconds: int) -> str | None:
+    """`text` (a valid wire timestamp) moved by whole seconds, in its own offset and fraction; or None."""
+    from datetime import datetime, timedelta
+
+    m = _WIRE_TS.match(text)
+    if m is None:
+        return None
+    base, frac, offset = m.groups()
+    try:
+        moved = datetime.fromisoformat(base) + timedelta(seconds=shift_seconds)
+    except (ValueError, OverflowError):
+        return None
+    return moved.strftime("%Y-%m-%dT%H:%M:%S") + (frac or "") + offset
+
+
+#: The C encoder writes what dumps_compact writes for values without JSON fractions, ~5x faster;
+#: a JsonNumber (Decimal) makes it raise TypeError, and dumps_compact keeps its source text.
+_fast_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _compact(value: Any) -> bytes:
+    """The record bytes of an object value: its compact JSON, as SPEC §2 defines it."""
+    try:
+        return _fast_compact(value).encode("utf-8")
+    except TypeError:  # a JsonNumber (Decimal): keep its text exactly
+        return dumps_compact(value).encode("utf-8")
+
+
+class _Record:
+    __slots__ = ("key", "payload", "topic", "ts_us")
+
+    def __init__(self, topic: str, payload: bytes, key: bytes | None, ts_us: int | None) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.key = key
+        self.ts_us = ts_us
+
+
+def _event_ts(value: Any) -> tuple[str | None, int | None]:
+    """The value's `ts` text and instant (us) when it is a valid wire timestamp."""
+    if not isinstance(value, dict):
+        return None, None
+    text = value.get("ts")
+    if not isinstance(text, str):
+        return None, None
+    try:
+        return text, parse_instant(text)
+    except TimestampError:
+        return text, None
+
+
+def _shift_raw(raw: bytes, old: str, new: str) -> bytes:
+    """Replace the value of the first `"ts"` field in raw JSON text, leaving every other byte alone."""
+    quoted_old = json.dumps(old).encode("utf-8")
+    for m in _TS_FIELD.finditer(raw):
+        start = m.end() - 1
+        if raw.startswith(quoted_old, start):
+            quoted_new = json.dumps(new).encode("utf-8")
+            return raw[:start] + quoted_new + raw[start + len(quoted_old):]
+    return raw
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.not_json = 0
+        self.no_topic = 0
+        self.too_large = 0
+
+
+def _parse_line(line: bytes, stats: _Stats) -> tuple[str, Any, bool] | None:
+    """(topic, value, value_is_raw_text) of an event-file line, or None (counted) when it has none."""
+    try:
+        doc = loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, NotJson):
+        stats.not_json += 1
+        return None
+    topic = doc.get("topic") if isinstance(doc, dict) else None
+    if topic not in INPUT_TOPICS or not isinstance(doc, dict) or "value" not in doc:
+        stats.no_topic += 1
+        return None
+    value = doc["value"]
+    return topic, value, isinstance(value, str)
+
+
+async def replay(settings: Settings, lines: Iterable[tuple[int, bytes]], rate: float | None, live: bool,
+                 *, log: Log = _stderr) -> int:
+    """Publish an event file's input records, keyed by customer_id; return how many were sent.
+
+    Record timestamps: the emission-order time (running max of event `ts`, strictly
+    increasing by at least 1 ms), or with `live` the wall clock, while every valid
+    `ts` in the values moves by (now − first event ts), in whole seconds so the
+    text keeps its offset and fraction. Lines that are not JSON or name no input
+    topic are skipped and counted. `rate` (events/s) paces the sends.
+    """
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+
+    await ensure_topics(settings, settings.input_topics, settings.partitions)
+    producer = AIOKafkaProducer(
+        **client_kwargs(settings),
+        linger_ms=5 if rate else 20,
+        max_batch_size=256 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        acks=1,
+    )
+    await _start(producer, settings)
+    stats = _Stats()
+    sent = 0
+    in_flight: list[asyncio.Future[Any]] = []
+    began = time.monotonic()
+    last_ms = -1
+    high_us: int | None = None  # the latest event ts seen so far
+    shift_s: int | None = None  # live: whole seconds added to every ts
+    pending: list[_Record] = []  # leading records with no ts, before any ts is known
+
+    def next_ms(candidate: int) -> int:
+        nonlocal last_ms
+        last_ms = candidate if candidate > last_ms else last_ms + 1
+        return last_ms
+
+    async def send(record: _Record, ts_ms: int) -> None:
+        nonlocal sent
+        if rate:
+            delay = began + sent / rate - time.monotonic()
+            if delay > 0.001:
+                await asyncio.sleep(delay)
+        try:
+            fut = await producer.send(settings.topic(record.topic), record.payload, key=record.key,
+                                      timestamp_ms=ts_ms)
+        except MessageSizeTooLargeError:
+            stats.too_large += 1
+            return
+        in_flight.append(fut)
+        sent += 1
+        if len(in_flight) >= CHUNK:
+            await _drain(in_flight)
+
+    try:
+        for _number, line in lines:
+            parsed = _parse_line(line, stats)
+            if parsed is None:
+                continue
+            topic, value, raw = parsed
+            if raw:
+                payload = value.encode("utf-8")
+                try:
+                    inner = loads(value)
+                except NotJson:
+                    inner = None
+            else:
+                inner = value
+            cid = inner.get("customer_id") if isinstance(inner, dict) else None
+            key = cid.encode("utf-8") if isinstance(cid, str) else None
+            ts_text, ts_us = _event_ts(inner)
+            if ts_us is not None and live:
+                if shift_s is None:
+                    shift_s = round((time.time_ns() // 1000 - ts_us) / 1_000_000)
+                assert ts_text is not None
+                shifted = format_shifted(ts_text, shift_s)
+                if shifted is not None:
+                    ts_us += shift_s * 1_000_000
+                    if raw:
+                        payload = _shift_raw(payload, ts_text, shifted)
+                    else:
+                        value = {**value, "ts": shifted}
+            if not raw:
+                payload = _compact(value)
+            record = _Record(topic, payload, key, ts_us)
+            if live:
+                await send(record, next_ms(time.time_ns() // 1_000_000))
+                continue
+            if ts_us is not None:
+                high_us = ts_us if high_us is None or ts_us > high_us else high_us
+            if high_us is None:
+                pending.append(record)
+                continue
+            if pending:
+                first = high_us // _US_PER_MS - len(pending)
+                for i, early in enumerate(pending):
+                    await send(early, next_ms(first + i))
+                pending.clear()
+            await send(record, next_ms(high_us // _US_PER_MS))
+        for early in pending:  # a file with no timestamps at all
+            await send(early, next_ms(time.time_ns() // 1_000_000))
+        await _drain(in_flight)
+        await producer.flush()
+    except KafkaError as exc:
+        raise KafkaIOError(f"publishing to {settings.broker_url} failed: {exc}") from None
+    finally:
+        await _close_quietly(producer)
+    elapsed = max(time.monotonic() - began, 1e-9)
+    log(f"replay: published {sent:,} records in {elapsed:.2f}s ({sent / elapsed:,.0f}/s)")
+    skipped = {"not JSON": stats.not_json, "naming no input topic": stats.no_topic,
+               "larger than the producer's max request size": stats.too_large}
+    for why, n in skipped.items():
+        if n:
+            log(f"replay: skipped {n:,} lines {why}")
+    return sent
+
+
+async def _drain(in_flight: list[asyncio.Future[Any]]) -> None:
+    if in_flight:
+        await asyncio.gather(*in_flight)
+        in_flight.clear()
+
+
+# --- capture ----------------------------------------------------------------------------------
+def _capture_line(topic: str, raw: bytes | None) -> str:
+    """One output record as an event-file line; a payload that is not JSON stays a raw string."""
+    value: Any
+    try:
+        value = loads(raw.decode("utf-8")) if raw is not None else None
+    except (UnicodeDecodeError, NotJson):
+        value = raw.decode("utf-8", errors="replace") if raw is not None else None
+    return dumps_compact({"topic": topic, "value": value}) + "\n"
+
+
+async def capture(settings: Settings, out: TextIO, idle_seconds: float, *, log: Log = _stderr) -> int:
+    """Write every record of the output topics, from the beginning, as event-file lines.
+
+    A fresh consumer with no group (nothing committed) subscribes by pattern, so it
+    neither auto-creates a missing output topic nor misses one created while it
+    waits. It stops after `idle_seconds` without a new record: Tansu's end offsets
+    are wrong, so "caught up" cannot be asked of the broker.
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import KafkaError
+
+    names = {settings.topic(t): t for t in OUTPUT_TOPICS}
+    pattern = "(?:" + "|".join(re.escape(n) for n in names) + r")\Z"
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=1_000,
+    )
+    await _start(consumer, settings)
+    written = 0
+    began = time.monotonic()
+    try:
+        consumer.subscribe(pattern=pattern)
+        last = time.monotonic()
+        while (remaining := idle_seconds - (time.monotonic() - last)) > 0:
+            batches = await consumer.getmany(timeout_ms=max(1, int(min(remaining, 0.5) * 1000)),
+                                             max_records=5_000)
+            if not any(batches.values()):
+                continue
+            last = time.monotonic()
+            chunk = [_capture_line(names[tp.topic], rec.value) for tp, recs in batches.items() for rec in recs]
+            out.writelines(chunk)
+            written += len(chunk)
+        out.flush()
+    except KafkaError as exc:
+        raise KafkaIOError(f"reading from {settings.broker_url} failed: {exc}") from None
+    finally:
+        await _close_quietly(consumer)
+    log(f"capture: wrote {written:,} records in {time.monotonic() - began:.1f}s")
+    return written

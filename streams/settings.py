@@ -1,0 +1,57 @@
+"""Every setting of the worker, in one object; every environment variable named here.
+
+Flags override environment variables (`TIERSTREAM_*`), which override defaults.
+Secrets are `SecretStr`: never logged, never in a repr.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .engine.decode import INPUT_TOPICS
+from .engine.evaluate import OUTPUT_TOPICS
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TIERSTREAM_", extra="ignore")
+
+    broker_url: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap, kafka://host:port[;host:port]")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis serving cache")
+    rules: str = Field("cmb", description="rules file or preset name")
+    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
+    live_clock: bool = Field(True, description="move partition clocks with the wall clock")
+    web_port: int = Field(6066, description="HTTP port: /metrics, /health, /ready")
+    app_id: str = Field("tierstream", description="consumer group and table namespace")
+    topic_prefix: str = Field("", description="prepended to every topic name, inputs and outputs")
+    partitions: int = Field(8, ge=1, description="partitions of the input topics (co-partitioned)")
+    # -- security (production); empty means plaintext
+    broker_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    broker_sasl_mechanism: str = Field("PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    broker_sasl_username: str = Field("", description="SASL user")
+    broker_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password")
+    broker_ca_file: str = Field("", description="CA bundle for TLS to the broker")
+    redis_password: SecretStr = Field(SecretStr(""), description="Redis AUTH password (or put it in the URL)")
+    # -- tuning
+    merge_idle_ms: int = Field(
+        500, ge=0, description="how long a partition waits for a silent input topic before going on"
+    )
+    batch_size: int = Field(500, ge=1, description="records applied per state write and send batch")
+    sweep_interval_seconds: float = Field(5.0, gt=0, description="live clock and day-boundary sweep period")
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def input_topics(self) -> list[str]:
+        return [self.topic(t) for t in INPUT_TOPICS]
+
+    @property
+    def output_topics(self) -> list[str]:
+        return [self.topic(t) for t in OUTPUT_TOPICS]
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """host:port list for aiokafka from the kafka:// URL."""
+        url = self.broker_url.removeprefix("kafka://")
+        return [part.strip() for part in url.replace(",", ";").split(";") if part.strip()]

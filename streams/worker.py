@@ -1,0 +1,452 @@
+"""The Faust worker: merge the three input topics per partition, run the engine, write
+tables, send outputs, serve Redis and Prometheus.
+
+The agent only decodes, calls `PartitionEngine`, writes state and sends. What makes it
+exact:
+
+* **Merge by record timestamp.** Records of partition p of the three input topics are
+  buffered and released in record-timestamp order (the emission order: `replay`
+  stamps records so). A topic-partition with nothing buffered holds the others back
+  until it is drained to its high watermark or `merge_idle_ms` has passed, as Kafka
+  Streams' `max.task.idle.ms` does. So a backlog is applied in the order `simulate`
+  reads the file, whatever order the consumer fetched it in.
+* **Manual acks.** A record is acked only once its outputs are delivered and the
+  state it produced is written; Faust commits contiguous acked offsets only. A
+  `kill -9` redelivers at most what was not committed.
+* **A partition marker.** After each batch the partition's clock and the highest
+  applied offset of each input topic-partition are written to the customers table
+  under a reserved key, alone in the last producer batch. On the local broker
+  (whose ListOffsets reports the start of the last batch) this keeps table recovery
+  exact; after a restart, redelivered records at or below the marker's offsets are
+  known to be applied and are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import orjson
+from faust.streams import _current_event
+from faust.types import TP
+
+from .engine import codec
+from .engine.decode import INPUT_TOPICS
+from .engine.evaluate import DLQ, Output
+from .engine.ledger import Customer, SeriesSpec
+from .engine.partition import APPLIED, DEAD_LETTER, DUPLICATE, PartitionEngine
+from .engine.rules import Rules
+from .engine.timeutil import US_PER_SECOND, wall_clock_us
+from .metrics import WorkerMetrics
+from .serving import RedisServing
+from .settings import Settings
+
+log = logging.getLogger("tierstream.worker")
+
+MARKER_PREFIX = b"\x00partition:"
+
+
+def marker_key(partition: int) -> bytes:
+    return MARKER_PREFIX + str(partition).encode()
+
+
+class _RoutingEvent:
+    """Just enough of a Faust event for table routing (weak-referenceable)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: SimpleNamespace) -> None:
+        self.message = message
+
+
+@contextlib.contextmanager
+def routed_to(partition: int, topic: str) -> Iterator[None]:
+    """Route Faust table reads and writes to `partition`.
+
+    Faust picks a table's changelog partition (and RocksDB's per-partition database)
+    from the event being processed. Our batches span events of several partitions and
+    sweeps run from a timer, so we name the partition explicitly.
+    """
+    stand_in = _RoutingEvent(SimpleNamespace(partition=partition, topic=topic))
+    token = _current_event.set(weakref.ref(stand_in))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class CustomerStore(MutableMapping[str, Customer]):
+    """Decoded customers of one partition over the Faust table (write-back cache)."""
+
+    def __init__(self, table: Any, specs: tuple[SeriesSpec, ...]) -> None:
+        self.table = table
+        self.specs = specs
+        self.cache: dict[str, Customer] = {}
+        self.loaded: dict[str, bytes | None] = {}  # bytes as read, to skip unchanged writes
+        self.touched: set[str] = set()
+        self.ids: set[str] = set()
+
+    def __getitem__(self, cid: str) -> Customer:
+        c = self.cache.get(cid)
+        if c is None:
+            raw = self.table.get(cid.encode("utf-8"))
+            if raw is None:
+                raise KeyError(cid)
+            c = codec.decode(raw, self.specs)
+            self.cache[cid] = c
+            self.loaded[cid] = raw
+            self.ids.add(cid)
+        self.touched.add(cid)
+        return c
+
+    def __setitem__(self, cid: str, c: Customer) -> None:
+        self.cache[cid] = c
+        self.loaded.setdefault(cid, None)
+        self.touched.add(cid)
+        self.ids.add(cid)
+
+    def __delitem__(self, cid: str) -> None:  # pragma: no cover - customers are never deleted
+        raise NotImplementedError("customers are not deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.ids))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def write_touched(self, partition: int) -> list[tuple[str, bool]]:
+        """Write every customer whose state changed: (id, first write) pairs."""
+        written = []
+        for cid in self.touched:
+            blob = codec.encode(self.cache[cid], self.specs, partition)
+            before = self.loaded.get(cid)
+            if blob != before:
+                self.table[cid.encode("utf-8")] = blob
+                self.loaded[cid] = blob
+                written.append((cid, before is None))
+        self.touched.clear()
+        if len(self.cache) > 200_000:  # bound the decoded cache; the table has everything
+            for cid in list(self.cache)[:100_000]:
+                del self.cache[cid]
+                del self.loaded[cid]
+        return written
+
+
+@dataclass
+class Partition:
+    """Everything the worker holds for one assigned partition number."""
+
+    number: int
+    engine: PartitionEngine
+    store: CustomerStore
+    queues: dict[str, deque[Any]] = field(default_factory=dict)
+    waiting_since: float | None = None
+    #: highest applied offset per input topic (from the marker after a restart)
+    applied: dict[str, int] = field(default_factory=dict)
+    #: highest offset received per input topic (for lag and drain checks)
+    received: dict[str, int] = field(default_factory=dict)
+    swept_day: int | None = None
+
+
+class Worker:
+    """Owns the partitions assigned to this process and the agent that feeds them."""
+
+    def __init__(self, app: faust.App, settings: Settings, rules: Rules) -> None:
+        self.app = app
+        self.settings = settings
+        self.rules = rules
+        self.topics = settings.input_topics
+        self.topic_index = {t: i for i, t in enumerate(self.topics)}
+        self.input = app.topic(*self.topics, key_serializer="raw", value_serializer="raw")
+        self.outputs = {
+            name: app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw")
+            for name in ("tier.changes", "tier.opportunities", "customer.churn-warnings", DLQ)
+        }
+        self.table = app.Table(
+            "customers", default=None, partitions=settings.partitions,
+            schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        )
+        self.partitions: dict[int, Partition] = {}
+        self.lock = asyncio.Lock()
+        self.metrics = WorkerMetrics()
+        self.serving = RedisServing(settings, rules, self.metrics)
+        self.buffered = 0
+        self.ready = False
+
+    # ------------------------------------------------------------------ wiring
+    def install(self) -> None:
+        app = self.app
+        app.agent(self.input, name="tierstream-ingest")(self._agent)
+        app.timer(0.1)(self._tick_merge)
+        app.timer(self.settings.sweep_interval_seconds)(self._tick_clock)
+        app.page("/metrics")(self._metrics_page)
+        app.page("/health")(self._health_page)
+        app.page("/ready")(self._ready_page)
+        signals: Any = app
+        signals.on_partitions_revoked.connect(self._on_revoked)
+        signals.on_partitions_assigned.connect(self._on_assigned)
+        app.task(self.serving.run)
+
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        async with self.lock:
+            for tp in revoked:
+                part = self.partitions.pop(tp.partition, None)
+                if part is not None:
+                    self.buffered -= sum(len(q) for q in part.queues.values())
+            self.ready = False
+
+    async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        self.ready = True
+
+    # ------------------------------------------------------------------ partitions
+    def partition(self, number: int) -> Partition:
+        part = self.partitions.get(number)
+        if part is None:
+            engine = PartitionEngine(
+                self.rules, now=wall_clock_us, wall=wall_clock_us, eager=False,
+            )
+            store = CustomerStore(self.table, engine.ledger.specs)
+            engine.customers = store
+            part = Partition(number, engine, store, {t: deque() for t in self.topics})
+            with routed_to(number, self.topics[0]):
+                self._load_marker(part)
+                self._load_ids(part)
+            self.partitions[number] = part
+        return part
+
+    def _load_marker(self, part: Partition) -> None:
+        raw = self.table.get(marker_key(part.number))
+        if raw is None:
+            return
+        doc = orjson.loads(raw)
+        part.engine.clock = doc["clock"]
+        part.engine.clock_day = doc["clock_day"]
+        part.swept_day = doc.get("swept_day")
+        part.applied = {t: doc["offsets"][str(i)] for t, i in self.topic_index.items() if str(i) in doc["offsets"]}
+
+    def _load_ids(self, part: Partition) -> None:
+        """Customer ids of this partition: the table keys whose state says so."""
+        for key, raw in self.table.items():
+            if key.startswith(MARKER_PREFIX) or raw is None:
+                continue
+            if codec.partition_of(raw) == part.number:
+                part.store.ids.add(key.decode("utf-8"))
+
+    def _write_marker(self, part: Partition) -> None:
+        engine = part.engine
+        doc = {
+            "clock": engine.clock, "clock_day": engine.clock_day, "swept_day": part.swept_day,
+            "offsets": {str(self.topic_index[t]): o for t, o in part.applied.items()},
+        }
+        self.table[marker_key(part.number)] = orjson.dumps(doc)
+
+    # ------------------------------------------------------------------ the agent
+    async def _agent(self, stream: faust.StreamT[Any]) -> None:
+        manual: Any = stream
+        async for event in manual.noack().events():
+            msg = event.message
+            part = self.partition(msg.partition)
+            part.received[msg.topic] = max(part.received.get(msg.topic, -1), msg.offset)
+            if msg.offset <= part.applied.get(msg.topic, -1):
+                event.ack()  # applied before a restart: the marker says so
+                self.metrics.records.labels(outcome=DUPLICATE).inc()
+                continue
+            part.queues[msg.topic].append(event)
+            self.buffered += 1
+            if self.buffered >= self.settings.batch_size:
+                await self.pump()
+
+    async def _tick_merge(self) -> None:
+        if self.buffered:
+            await self.pump()
+
+    def _drained(self, part: Partition, topic: str) -> bool:
+        """True when this topic-partition has nothing left to fetch right now."""
+        tp = TP(topic, part.number)
+        try:
+            high = self.app.consumer.highwater(tp)
+        except Exception:  # not fetched yet
+            return False
+        if high is None:
+            return False
+        position = part.received.get(topic, part.applied.get(topic, -1)) + 1
+        return bool(position >= high)
+
+    def _release(self, part: Partition, now: float, limit: int) -> list[Any]:
+        """Records of one partition in merge order, as far as it is safe to go."""
+        out: list[Any] = []
+        queues = part.queues
+        idle = self.settings.merge_idle_ms / 1000
+        while len(out) < limit:
+            heads = [(q[0].message.timestamp, self.topic_index[t], t) for t, q in queues.items() if q]
+            if not heads:
+                part.waiting_since = None
+                break
+            empty = [t for t, q in queues.items() if not q]
+            blocked = [t for t in empty if not self._drained(part, t)]
+            if blocked:
+                if part.waiting_since is None:
+                    part.waiting_since = now
+                if now - part.waiting_since < idle:
+                    break
+            part.waiting_since = None
+            _, _, topic = min(heads)
+            out.append(queues[topic].popleft())
+        return out
+
+    async def pump(self) -> None:
+        """Release what is safe, apply it, deliver outputs, write state, then ack."""
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                work = []
+                for part in list(self.partitions.values()):
+                    records = self._release(part, now, self.settings.batch_size)
+                    if records:
+                        work.append((part, records))
+                if not work:
+                    return
+                await self._apply(work)
+                for _, records in work:
+                    self.buffered -= len(records)
+                    for event in records:
+                        event.ack()
+                if self.buffered < self.settings.batch_size:
+                    return
+
+    async def _apply(self, work: list[tuple[Partition, list[Any]]]) -> None:
+        outputs: list[tuple[Output, float | None]] = []
+        for part, records in work:
+            engine = part.engine
+            with routed_to(part.number, self.topics[0]):
+                day_before = engine.clock_day
+                for event in records:
+                    msg = event.message
+                    key = msg.key.decode("utf-8", "replace") if msg.key else None
+                    produced = engine.process_payload(
+                        self._bare(msg.topic), msg.value or b"", partition=msg.partition,
+                        offset=msg.offset, key=key,
+                    )
+                    self._count(engine)
+                    for o in produced:
+                        outputs.append((o, msg.timestamp))
+                    part.applied[msg.topic] = msg.offset
+                if engine.clock_day is not None and engine.clock_day != day_before:
+                    sweep: list[Output] = []
+                    engine.sweep(sweep)
+                    part.swept_day = engine.clock_day
+                    outputs.extend((o, None) for o in sweep)
+        await self._deliver(outputs)
+        await self._persist([p for p, _ in work])
+
+    def _bare(self, topic: str) -> str:
+        return INPUT_TOPICS[self.topic_index[topic]]
+
+    def _count(self, engine: PartitionEngine) -> None:
+        """Move the engine's outcome counters into Prometheus."""
+        for outcome in (APPLIED, DUPLICATE, DEAD_LETTER):
+            n = engine.outcomes[outcome]
+            if n:
+                self.metrics.records.labels(outcome=outcome).inc(n)
+                engine.outcomes[outcome] = 0
+        for error, n in list(engine.dead_letters.items()):
+            if n:
+                self.metrics.dead_letters.labels(error=error).inc(n)
+        engine.dead_letters.clear()
+
+    async def _deliver(self, outputs: list[tuple[Output, float | None]]) -> None:
+        if not outputs:
+            return
+        futures = []
+        for (topic, key, value), _ in outputs:
+            futures.append(await self.outputs[topic].send(
+                key=key.encode("utf-8") if key else None,
+                value=orjson.dumps(value),
+            ))
+        await self.app.producer.flush()
+        await asyncio.gather(*futures)
+        now = time.time()
+        for (topic, _, value), ts in outputs:
+            self.metrics.outputs.labels(type=value.get("type", "dead_letter") if topic != DLQ else "dead_letter").inc()
+            if ts is not None:
+                self.metrics.latency.observe(max(0.0, now - ts))
+        self.serving.note_outputs([o for o, _ in outputs])
+
+    async def _persist(self, parts: list[Partition]) -> None:
+        for part in parts:
+            with routed_to(part.number, self.topics[0]):
+                written = part.store.write_touched(part.number)
+            self.serving.note_customers(part, written)
+        await self.app.producer.flush()
+        for part in parts:  # alone in their producer batches: see the module docstring
+            with routed_to(part.number, self.topics[0]):
+                self._write_marker(part)
+            await self.app.producer.flush()
+
+    # ------------------------------------------------------------------ live clock
+    async def _tick_clock(self) -> None:
+        if not self.settings.live_clock:
+            return
+        async with self.lock:
+            instant = wall_clock_us() - self.rules.clock_lag_seconds * US_PER_SECOND
+            outputs: list[tuple[Output, float | None]] = []
+            moved = []
+            for part in list(self.partitions.values()):
+                engine = part.engine
+                if engine.clock is None:
+                    continue
+                day_before = engine.clock_day
+                engine.advance_clock(instant)
+                if engine.clock_day != day_before or part.swept_day != engine.clock_day:
+                    with routed_to(part.number, self.topics[0]):
+                        sweep: list[Output] = []
+                        engine.sweep(sweep)
+                    part.swept_day = engine.clock_day
+                    outputs.extend((o, None) for o in sweep)
+                moved.append(part)
+            await self._deliver(outputs)
+            await self._persist(moved)
+
+    # ------------------------------------------------------------------ web
+    async def _metrics_page(self, web: Any, request: Any) -> Any:
+        self._update_lag()
+        body, content_type = self.metrics.render()
+        return web.bytes(body, content_type=content_type)
+
+    async def _health_page(self, web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    async def _ready_page(self, web: Any, request: Any) -> Any:
+        assigned = self.app.consumer.assignment() if self.app.consumer else set()
+        tables: Any = self.app.tables
+        recovered = bool(tables.recovery.completed.is_set())
+        ok = bool(self.ready and assigned and recovered)
+        return web.json({"ready": ok, "assigned": len(assigned), "recovered": recovered},
+                        status=200 if ok else 503)
+
+    def _update_lag(self) -> None:
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic not in self.topic_index:
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except Exception:
+                continue
+            if high is None:
+                continue
+            part = self.partitions.get(tp.partition)
+            done = -1
+            if part is not None:
+                done = part.applied.get(tp.topic, -1)
+            self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - (done + 1)))
+
