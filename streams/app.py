@@ -21,6 +21,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
+        # Records buffered for the merge are acked only once applied; on shutdown or
+        # rebalance they are left unacked (and redelivered), not waited for.
+        stream_wait_empty=False,
         producer_linger=0.005,
         web_enabled=True,
         autodiscover=False,

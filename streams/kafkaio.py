@@ -38,6 +38,8 @@ __all__ = [
 CHUNK = 5_000
 #: Replay's record timestamps are milliseconds.
 _US_PER_MS = 1_000
+#: SPEC §6: a worker refuses events more than 5 minutes ahead of its wall clock.
+_FUTURE_US = 300 * 1_000_000
 _TS_FIELD = re.compile(rb'"ts"\s*:\s*"')
 
 Log = Callable[[str], None]
@@ -106,6 +108,9 @@ async def _start(client: Any, settings: Settings) -> None:
 
 async def _close_quietly(client: Any) -> None:
     close = getattr(client, "close", None) or client.stop
+    # A consumer stopped before its background task first ran raises CancelledError
+    # (aiokafka issue #647): let that task start.
+    await asyncio.sleep(0)
     with contextlib.suppress(Exception):  # closing a client that never connected may fail
         await close()
 
@@ -170,19 +175,18 @@ _fast_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).enco
 def _compact(value: Any) -> bytes:
     """The record bytes of an object value: its compact JSON, as SPEC §2 defines it."""
     try:
-        return _fast_compact(value).encode("utf-8")
+        return _fast_compact(value).encode("utf-8", "surrogatepass")
     except TypeError:  # a JsonNumber (Decimal): keep its text exactly
-        return dumps_compact(value).encode("utf-8")
+        return dumps_compact(value).encode("utf-8", "surrogatepass")
 
 
 class _Record:
-    __slots__ = ("key", "payload", "topic", "ts_us")
+    __slots__ = ("key", "payload", "topic")
 
-    def __init__(self, topic: str, payload: bytes, key: bytes | None, ts_us: int | None) -> None:
+    def __init__(self, topic: str, payload: bytes, key: bytes | None) -> None:
         self.topic = topic
         self.payload = payload
         self.key = key
-        self.ts_us = ts_us
 
 
 def _event_ts(value: Any) -> tuple[str | None, int | None]:
@@ -214,6 +218,7 @@ class _Stats:
         self.not_json = 0
         self.no_topic = 0
         self.too_large = 0
+        self.ahead = 0  # live: sent more than 5 minutes before their (shifted) time
 
 
 def _parse_line(line: bytes, stats: _Stats) -> tuple[str, Any, bool] | None:
@@ -291,7 +296,9 @@ async def replay(settings: Settings, lines: Iterable[tuple[int, bytes]], rate: f
                 continue
             topic, value, raw = parsed
             if raw:
-                payload = value.encode("utf-8")
+                # A lone surrogate ("\ud800") can't be UTF-8: send its bytes anyway, as a broken
+                # producer would, and let the worker dead-letter them.
+                payload = value.encode("utf-8", "surrogatepass")
                 try:
                     inner = loads(value)
                 except NotJson:
@@ -299,7 +306,7 @@ async def replay(settings: Settings, lines: Iterable[tuple[int, bytes]], rate: f
             else:
                 inner = value
             cid = inner.get("customer_id") if isinstance(inner, dict) else None
-            key = cid.encode("utf-8") if isinstance(cid, str) else None
+            key = cid.encode("utf-8", "surrogatepass") if isinstance(cid, str) else None
             ts_text, ts_us = _event_ts(inner)
             if ts_us is not None and live:
                 if shift_s is None:
@@ -308,13 +315,15 @@ async def replay(settings: Settings, lines: Iterable[tuple[int, bytes]], rate: f
                 shifted = format_shifted(ts_text, shift_s)
                 if shifted is not None:
                     ts_us += shift_s * 1_000_000
+                    if ts_us > time.time_ns() // 1000 + _FUTURE_US:
+                        stats.ahead += 1
                     if raw:
                         payload = _shift_raw(payload, ts_text, shifted)
                     else:
                         value = {**value, "ts": shifted}
             if not raw:
                 payload = _compact(value)
-            record = _Record(topic, payload, key, ts_us)
+            record = _Record(topic, payload, key)
             if live:
                 await send(record, next_ms(time.time_ns() // 1_000_000))
                 continue
@@ -344,6 +353,9 @@ async def replay(settings: Settings, lines: Iterable[tuple[int, bytes]], rate: f
     for why, n in skipped.items():
         if n:
             log(f"replay: skipped {n:,} lines {why}")
+    if stats.ahead:
+        log(f"replay: {stats.ahead:,} events went out over 5 minutes before their shifted time "
+            "(a worker dead-letters them as future_timestamp); use a lower --rate or a shorter file")
     return sent
 
 
@@ -364,45 +376,79 @@ def _capture_line(topic: str, raw: bytes | None) -> str:
     return dumps_compact({"topic": topic, "value": value}) + "\n"
 
 
+async def _output_partitions(admin: Any, names: Iterable[str]) -> set[Any]:
+    """Partitions of those output topics that exist, from all-topic metadata (which creates none)."""
+    from aiokafka.structs import TopicPartition
+
+    wanted = set(names)
+    return {TopicPartition(t["topic"], p["partition"])
+            for t in await admin.describe_topics(None) if t["topic"] in wanted and t["error_code"] == 0
+            for p in t["partitions"]}
+
+
 async def capture(settings: Settings, out: TextIO, idle_seconds: float, *, log: Log = _stderr) -> int:
     """Write every record of the output topics, from the beginning, as event-file lines.
 
-    A fresh consumer with no group (nothing committed) subscribes by pattern, so it
-    neither auto-creates a missing output topic nor misses one created while it
-    waits. It stops after `idle_seconds` without a new record: Tansu's end offsets
-    are wrong, so "caught up" cannot be asked of the broker.
+    A fresh consumer with no group (nothing committed) assigns itself the output
+    topics' partitions. It looks for topics through all-topic metadata, once a
+    second, so it never auto-creates one (Tansu would, with 4 partitions) and picks
+    up one created while it waits; it keeps its own positions across re-assignments.
+    It stops after `idle_seconds` without a new record: Tansu's end offsets are
+    wrong, so "caught up" cannot be asked of the broker.
     """
     from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
     names = {settings.topic(t): t for t in OUTPUT_TOPICS}
-    pattern = "(?:" + "|".join(re.escape(n) for n in names) + r")\Z"
-    consumer = AIOKafkaConsumer(
-        **client_kwargs(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        metadata_max_age_ms=1_000,
-    )
-    await _start(consumer, settings)
-    written = 0
-    began = time.monotonic()
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await _start(admin, settings)
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
     try:
-        consumer.subscribe(pattern=pattern)
-        last = time.monotonic()
+        await _start(consumer, settings)
+    except BrokerUnreachable:
+        await _close_quietly(admin)
+        raise
+    written = 0
+    began = last = time.monotonic()
+    looked = -1.0
+    assigned: set[Any] = set()
+    next_offset: dict[Any, int] = {}
+    try:
         while (remaining := idle_seconds - (time.monotonic() - last)) > 0:
-            batches = await consumer.getmany(timeout_ms=max(1, int(min(remaining, 0.5) * 1000)),
-                                             max_records=5_000)
-            if not any(batches.values()):
+            if time.monotonic() - looked >= 1.0:
+                looked = time.monotonic()
+                found = await _output_partitions(admin, names)
+                if not found <= assigned:
+                    # A new assignment resets every position: put back the ones we hold.
+                    assigned |= found
+                    consumer.assign(sorted(assigned))
+                    for tp in assigned:
+                        if tp in next_offset:
+                            consumer.seek(tp, next_offset[tp])
+                    fresh = [tp for tp in assigned if tp not in next_offset]
+                    if fresh:
+                        await consumer.seek_to_beginning(*fresh)
+            wait = min(remaining, 0.5, max(0.01, looked + 1.0 - time.monotonic()))
+            if not assigned:
+                await asyncio.sleep(wait)
                 continue
-            last = time.monotonic()
-            chunk = [_capture_line(names[tp.topic], rec.value) for tp, recs in batches.items() for rec in recs]
-            out.writelines(chunk)
-            written += len(chunk)
+            batches = await consumer.getmany(timeout_ms=max(1, int(wait * 1000)), max_records=5_000)
+            chunk: list[str] = []
+            for tp, records in batches.items():
+                if records:
+                    next_offset[tp] = records[-1].offset + 1
+                    chunk.extend(_capture_line(names[tp.topic], rec.value) for rec in records)
+            if chunk:
+                last = time.monotonic()
+                out.writelines(chunk)
+                written += len(chunk)
         out.flush()
     except KafkaError as exc:
         raise KafkaIOError(f"reading from {settings.broker_url} failed: {exc}") from None
     finally:
         await _close_quietly(consumer)
+        await _close_quietly(admin)
     log(f"capture: wrote {written:,} records in {time.monotonic() - began:.1f}s")
     return written

@@ -95,6 +95,8 @@ class Proc:
         """Spawn the server and wait until it answers; raise with the log tail if it does not."""
         if self.running:
             return self
+        if _accepts(self.port):  # else the probe below would take another server for ours
+            raise LocalStackError(f"{self.name}: port {self.port} is already in use by another process")
         self._log = self.log_path.open("ab")
         self._log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
         self._log.flush()

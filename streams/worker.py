@@ -94,6 +94,9 @@ class CustomerStore(MutableMapping[str, Customer]):
         self.loaded: dict[str, bytes | None] = {}  # bytes as read, to skip unchanged writes
         self.touched: set[str] = set()
         self.ids: set[str] = set()
+        #: off during sweeps: boundary catch-up is a pure function of the stored state
+        #: and the day, so an older stored state catches up to the same result later.
+        self.tracking = True
 
     def __getitem__(self, cid: str) -> Customer:
         c = self.cache.get(cid)
@@ -105,7 +108,8 @@ class CustomerStore(MutableMapping[str, Customer]):
             self.cache[cid] = c
             self.loaded[cid] = raw
             self.ids.add(cid)
-        self.touched.add(cid)
+        if self.tracking:
+            self.touched.add(cid)
         return c
 
     def __setitem__(self, cid: str, c: Customer) -> None:
@@ -180,6 +184,7 @@ class Worker:
         self.metrics = WorkerMetrics()
         self.serving = RedisServing(settings, rules, self.metrics)
         self.buffered = 0
+        self.arrived = 0
         self.ready = False
 
     # ------------------------------------------------------------------ wiring
@@ -262,7 +267,10 @@ class Worker:
                 continue
             part.queues[msg.topic].append(event)
             self.buffered += 1
-            if self.buffered >= self.settings.batch_size:
+            self.arrived += 1
+            # Pump once enough has arrived since the last try: a partition may be
+            # waiting for another topic, and retrying on every record would spin.
+            if self.arrived >= self.settings.batch_size:
                 await self.pump()
 
     async def _tick_merge(self) -> None:
@@ -306,21 +314,24 @@ class Worker:
     async def pump(self) -> None:
         """Release what is safe, apply it, deliver outputs, write state, then ack."""
         async with self.lock:
+            self.arrived = 0
             while True:
                 now = time.monotonic()
                 work = []
+                released = 0
                 for part in list(self.partitions.values()):
                     records = self._release(part, now, self.settings.batch_size)
                     if records:
                         work.append((part, records))
+                        released += len(records)
                 if not work:
                     return
                 await self._apply(work)
+                self.buffered -= released
                 for _, records in work:
-                    self.buffered -= len(records)
                     for event in records:
                         event.ack()
-                if self.buffered < self.settings.batch_size:
+                if released < self.settings.batch_size:
                     return
 
     async def _apply(self, work: list[tuple[Partition, list[Any]]]) -> None:
@@ -341,12 +352,20 @@ class Worker:
                         outputs.append((o, msg.timestamp))
                     part.applied[msg.topic] = msg.offset
                 if engine.clock_day is not None and engine.clock_day != day_before:
-                    sweep: list[Output] = []
-                    engine.sweep(sweep)
-                    part.swept_day = engine.clock_day
-                    outputs.extend((o, None) for o in sweep)
+                    outputs.extend((o, None) for o in self._sweep(part))
         await self._deliver(outputs)
         await self._persist([p for p, _ in work])
+
+    def _sweep(self, part: Partition) -> list[Output]:
+        """Every customer of the partition up to its clock's day (state not rewritten)."""
+        sweep: list[Output] = []
+        part.store.tracking = False
+        try:
+            part.engine.sweep(sweep)
+        finally:
+            part.store.tracking = True
+        part.swept_day = part.engine.clock_day
+        return sweep
 
     def _bare(self, topic: str) -> str:
         return INPUT_TOPICS[self.topic_index[topic]]
@@ -387,10 +406,11 @@ class Worker:
                 written = part.store.write_touched(part.number)
             self.serving.note_customers(part, written)
         await self.app.producer.flush()
-        for part in parts:  # alone in their producer batches: see the module docstring
+        # Each marker is alone in its changelog partition's last batch: see the docstring.
+        for part in parts:
             with routed_to(part.number, self.topics[0]):
                 self._write_marker(part)
-            await self.app.producer.flush()
+        await self.app.producer.flush()
 
     # ------------------------------------------------------------------ live clock
     async def _tick_clock(self) -> None:
@@ -408,24 +428,24 @@ class Worker:
                 engine.advance_clock(instant)
                 if engine.clock_day != day_before or part.swept_day != engine.clock_day:
                     with routed_to(part.number, self.topics[0]):
-                        sweep: list[Output] = []
-                        engine.sweep(sweep)
-                    part.swept_day = engine.clock_day
-                    outputs.extend((o, None) for o in sweep)
+                        outputs.extend((o, None) for o in self._sweep(part))
                 moved.append(part)
             await self._deliver(outputs)
             await self._persist(moved)
 
     # ------------------------------------------------------------------ web
-    async def _metrics_page(self, web: Any, request: Any) -> Any:
+    # Faust makes a handler the `get` of a View class; ours are bound methods, so they
+    # receive only the request and answer through the app's web driver.
+    async def _metrics_page(self, request: Any) -> Any:
         self._update_lag()
         body, content_type = self.metrics.render()
-        return web.bytes(body, content_type=content_type)
+        return self.app.web.bytes(body, content_type=content_type.split(";")[0])
 
-    async def _health_page(self, web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
+    async def _health_page(self, request: Any) -> Any:
+        return self.app.web.json({"status": "ok"})
 
-    async def _ready_page(self, web: Any, request: Any) -> Any:
+    async def _ready_page(self, request: Any) -> Any:
+        web = self.app.web
         assigned = self.app.consumer.assignment() if self.app.consumer else set()
         tables: Any = self.app.tables
         recovered = bool(tables.recovery.completed.is_set())

@@ -1,0 +1,147 @@
+"""Helpers for worker tests: run `tierstream run` as a process, wait for it, compare
+its outputs with `simulate` run per partition (each partition has its own clock)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+from tierstream.engine.decode import guess_customer, guess_key
+from tierstream.engine.rules import load_rules
+from tierstream.generate import generate_events, write_events
+from tierstream.settings import Settings
+from tierstream.simulate import output_line, read_lines, simulate
+
+
+def make_bank(path: Path, customers: int, days: int, seed: int, noise: bool = True, late: bool = True) -> int:
+    with path.open("w", encoding="utf-8") as out:
+        return write_events(generate_events(customers, days, seed, None, noise, late, usd=False), out)
+
+
+def partition_of(customer_id: str, partitions: int) -> int:
+    """The producer's default partitioner (murmur2 of the key), as replay uses."""
+    return (murmur2(customer_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def simulate_per_partition(events: Path, rules: str, partitions: int) -> list[dict[str, Any]]:
+    """What a worker with `partitions` partitions must produce: simulate on each
+    partition's records, in file order. Records without a customer id are skipped
+    (replay sends them to an arbitrary partition; they only ever dead-letter)."""
+    parts: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+    with events.open("rb") as f:
+        for number, line in read_lines(f):
+            doc = json.loads(line)
+            value = doc.get("value")
+            cid = guess_key(value) if isinstance(value, str) else guess_customer(value)
+            if not isinstance(cid, str) or doc.get("topic") not in ("bank.balances", "bank.transactions", "bank.profiles"):
+                continue
+            parts[partition_of(cid, partitions)].append((number, line))
+    outputs: list[dict[str, Any]] = []
+    loaded = load_rules(rules)
+    for p in sorted(parts):
+        sink = io.StringIO()
+        simulate(loaded, parts[p], lambda o, s=sink: s.write(output_line(o)))  # type: ignore[misc]
+        outputs += [json.loads(x) for x in sink.getvalue().splitlines()]
+    return outputs
+
+
+def output_ids(lines: list[dict[str, Any]]) -> set[str]:
+    return {x["value"]["event_id"] for x in lines if x["topic"] != "tierstream.dlq"}
+
+
+def dead_letters(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return sorted((x["value"]["error"], x["value"]["payload"]) for x in lines if x["topic"] == "tierstream.dlq")
+
+
+def final_tiers(lines: list[dict[str, Any]]) -> dict[str, str]:
+    tiers: dict[str, tuple[str, str]] = {}
+    for x in lines:
+        v = x["value"]
+        if x["topic"] == "tier.changes":
+            prev = tiers.get(v["customer_id"])
+            if prev is None or prev[0] <= v["effective_at"]:
+                tiers[v["customer_id"]] = (v["effective_at"], v["to_tier"])
+    return {k: t for k, (_, t) in tiers.items()}
+
+
+class WorkerProcess:
+    """`tierstream run` in a child process with the given settings."""
+
+    def __init__(self, settings: Settings, rules: str, log: Path) -> None:
+        env = dict(os.environ)
+        env.update({
+            "TIERSTREAM_BROKER_URL": settings.broker_url,
+            "TIERSTREAM_REDIS_URL": settings.redis_url,
+            "TIERSTREAM_RULES": rules,
+            "TIERSTREAM_STORE": settings.store,
+            "TIERSTREAM_LIVE_CLOCK": "true" if settings.live_clock else "false",
+            "TIERSTREAM_WEB_PORT": str(settings.web_port),
+            "TIERSTREAM_APP_ID": settings.app_id,
+            "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "TIERSTREAM_PARTITIONS": str(settings.partitions),
+        })
+        self.port = settings.web_port
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tierstream.cli", "run"], env=env,
+            stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=log.parent,
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """Prometheus samples summed by name and label set ('name{labels}' -> value)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def consumed(self) -> float:
+        m = self.metrics()
+        return sum(v for k, v in m.items() if k.startswith("tierstream_records_total"))
+
+    def lag(self) -> float | None:
+        m = self.metrics()
+        lags = [v for k, v in m.items() if k.startswith("tierstream_consumer_lag")]
+        return sum(lags) if lags else None
+
+    def wait_for(self, predicate: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({self.proc.returncode}) waiting for {what}:\n{self.tail()}")
+            if predicate():
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.tail()}")
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text("utf-8", "replace").splitlines()[-n:])
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -1,0 +1,142 @@
+"""`tierstream run` on the real local broker and redis-server.
+
+The reference for a worker with N partitions is `simulate` on each partition's
+records (each partition has its own clock): the same distinct output ids, the same
+dead letters, the same final tiers — after a backlog, a kill -9, a Redis outage, and
+with two workers sharing the partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.integration.support import (
+    WorkerProcess,
+    dead_letters,
+    final_tiers,
+    make_bank,
+    output_ids,
+    simulate_per_partition,
+)
+from tierstream.kafkaio import capture, replay
+from tierstream.localstack import free_port
+from tierstream.settings import Settings
+from tierstream.simulate import read_lines
+
+pytestmark = pytest.mark.integration
+
+RULES = "cmb"
+
+
+def publish(settings: Settings, events: Path) -> int:
+    with events.open("rb") as f:
+        return asyncio.run(replay(settings, read_lines(f), None, False))
+
+
+def captured(settings: Settings, idle: float = 3.0) -> list[dict[str, Any]]:
+    sink = io.StringIO()
+    asyncio.run(capture(settings, sink, idle))
+    return [json.loads(x) for x in sink.getvalue().splitlines()]
+
+
+def keyed_dead_letters(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Dead letters of records that carry a customer id (the others go to any partition)."""
+    return dead_letters([x for x in lines if x["topic"] != "tierstream.dlq" or x["value"]["key"]])
+
+
+def assert_same_as_simulate(settings: Settings, events: Path, outputs: list[dict[str, Any]]) -> None:
+    expected = simulate_per_partition(events, RULES, settings.partitions)
+    assert output_ids(outputs) == output_ids(expected)
+    assert final_tiers(outputs) == final_tiers(expected)
+    assert sorted(set(keyed_dead_letters(outputs))) == sorted(set(keyed_dead_letters(expected)))
+
+
+def start(settings: Settings, tmp_path: Path, name: str = "worker") -> WorkerProcess:
+    return WorkerProcess(settings, RULES, tmp_path / f"{name}.log")
+
+
+def test_backlog_catch_up_equals_simulate(settings: Settings, tmp_path: Path) -> None:
+    events = tmp_path / "bank.jsonl"
+    make_bank(events, customers=60, days=40, seed=5)
+    sent = publish(settings, events)
+    worker = start(settings, tmp_path)
+    try:
+        worker.wait_for(lambda: worker.consumed() >= sent, 180, f"{sent} records consumed")
+        worker.wait_for(lambda: worker.lag() == 0, 30, "lag 0 in /metrics")
+        outputs = captured(settings)
+    finally:
+        worker.stop()
+    assert_same_as_simulate(settings, events, outputs)
+    assert len(output_ids(outputs)) > 20  # the bank is worth testing: tier changes happened
+
+
+def test_kill_minus_nine_mid_backlog_then_restart(settings: Settings, tmp_path: Path) -> None:
+    events = tmp_path / "bank.jsonl"
+    make_bank(events, customers=150, days=40, seed=9)
+    sent = publish(settings, events)
+    worker = start(settings, tmp_path, "first")
+    worker.wait_for(lambda: worker.consumed() >= sent * 0.3, 180, "a third of the backlog")
+    worker.kill()
+    again = start(settings, tmp_path, "second")
+    try:
+        # After the restart the worker counts only what it consumed itself.
+        again.wait_for(lambda: again.lag() == 0 and again.consumed() > 0, 240, "lag 0 after restart")
+        outputs = captured(settings)
+    finally:
+        again.stop()
+    assert_same_as_simulate(settings, events, outputs)
+
+
+def test_redis_outage_slows_nothing_and_catches_up(
+    settings: Settings, redis_server: Any, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    make_bank(first, customers=40, days=10, seed=21, noise=False, late=False)
+    worker = start(settings, tmp_path)
+    try:
+        sent = publish(settings, first)
+        worker.wait_for(lambda: worker.consumed() >= sent, 120, "first part consumed")
+        redis_server.stop()
+        make_bank(second, customers=40, days=20, seed=21, noise=False, late=False)
+        more = publish(settings, second)  # the same customers, days 11-20 replayed again: duplicates + new
+        worker.wait_for(lambda: worker.consumed() >= sent + more, 120, "second part consumed with Redis down")
+        worker.wait_for(lambda: worker.metrics().get("tierstream_redis_write_failures_total", 0) > 0, 30,
+                        "a counted Redis failure")
+        redis_server.restart()
+        worker.wait_for(lambda: worker.metrics().get("tierstream_redis_pending_customers") == 0, 60,
+                        "Redis brought up to date")
+        outputs = captured(settings)
+    finally:
+        worker.stop()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    tiers = final_tiers(outputs)
+    served = {k.split(":", 2)[2]: client.hget(k, "tier") for k in client.scan_iter("tierstream:customer:*")}
+    assert len(served) == 40
+    for cid, tier in served.items():
+        assert tier == tiers.get(cid, "standard"), cid
+    counts = {k: int(v) for k, v in client.hgetall("tierstream:tier_counts").items()}
+    assert sum(counts.values()) == 40
+    assert counts.get("gold", 0) == sum(1 for t in served.values() if t == "gold")
+
+
+def test_two_workers_share_the_partitions(settings: Settings, tmp_path: Path) -> None:
+    events = tmp_path / "bank.jsonl"
+    make_bank(events, customers=80, days=30, seed=13)
+    sent = publish(settings, events)
+    other = settings.model_copy(update={"web_port": free_port()})
+    a, b = start(settings, tmp_path, "a"), start(other, tmp_path, "b")
+    try:
+        a.wait_for(lambda: a.consumed() + b.consumed() >= sent, 240, "backlog consumed by both")
+        assert a.consumed() > 0 and b.consumed() > 0, "both workers took partitions"
+        outputs = captured(settings)
+    finally:
+        a.stop()
+        b.stop()
+    assert_same_as_simulate(settings, events, outputs)
