@@ -232,6 +232,46 @@ def capture(
         _broker_call(settings, read_outputs(settings, sink, idle_seconds))
 
 
+@app.command()
+def run(
+    rules: Annotated[str | None, typer.Option("--rules", help="Rules file or preset [env TIERSTREAM_RULES, cmb].")] = None,
+    broker: BrokerOpt = None,
+    redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL [env TIERSTREAM_REDIS_URL].")] = None,
+    store: Annotated[str | None, typer.Option("--store", help="memory:// or rocksdb:// [env TIERSTREAM_STORE].")] = None,
+    live_clock: Annotated[bool | None, typer.Option("--live-clock/--no-live-clock", help="Move clocks with the wall clock.")] = None,
+    web_port: Annotated[int | None, typer.Option("--web-port", help="HTTP port [env TIERSTREAM_WEB_PORT, 6066].")] = None,
+    app_id: Annotated[str | None, typer.Option("--app-id", help="Consumer group / table namespace.")] = None,
+    topic_prefix: Annotated[str | None, typer.Option("--topic-prefix", help="Prepended to every topic name.")] = None,
+    partitions: Annotated[int | None, typer.Option("--partitions", min=1, help="Input topic partitions.")] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel", help="Worker log level.")] = "WARNING",
+) -> None:
+    """Run a Faust worker: consume the input topics, publish tiers, serve Redis and /metrics."""
+    from pydantic import ValidationError
+
+    from .runner import run_worker
+    from .settings import Settings
+
+    flags = {"rules": rules, "broker_url": broker, "redis_url": redis_url, "store": store,
+             "live_clock": live_clock, "web_port": web_port, "app_id": app_id,
+             "topic_prefix": topic_prefix, "partitions": partitions}
+    try:
+        settings = Settings(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"setting {'.'.join(str(x) for x in first['loc'])}: {first['msg']} (check the flag or TIERSTREAM_* variable)")
+    loaded = _rules(settings.rules)
+    _broker_call(settings, _reachable(settings))
+    run_worker(settings, loaded, loglevel.upper())
+
+
+async def _reachable(settings: Any) -> int:
+    """Fail fast, in one line, when the broker is not there (and create the topics)."""
+    from .kafkaio import ensure_topics
+
+    names = settings.input_topics + settings.output_topics
+    return len(await ensure_topics(settings, names, settings.partitions))
+
+
 @rules_app.command("check")
 def rules_check(rules: Annotated[str, typer.Argument(help="A rules file or a preset name.")]) -> None:
     """Validate a rules file and print its ladder."""

@@ -29,7 +29,7 @@ def prepare_topics(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings, rules: Rules, loglevel: str = "WARNING") -> None:
-    prepare_topics(settings)
+    """Topics must exist (`prepare_topics`, or the CLI's reachability check)."""
     asyncio.set_event_loop(asyncio.new_event_loop())
     app, _ = build(settings, rules)
     logging.getLogger("faust").setLevel(loglevel)

@@ -44,7 +44,9 @@ def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]
         )]
     value = doc["value"]
     if isinstance(value, str):
-        return engine.process_payload(topic, value.encode("utf-8"), partition=0, offset=number,
+        # A lone surrogate ("\ud800") is not UTF-8: keep its bytes, as a broken producer
+        # would send them, so the record is dead-lettered rather than crashing the run.
+        return engine.process_payload(topic, value.encode("utf-8", "surrogatepass"), partition=0, offset=number,
                                       key=d.guess_key(value))
     def compact() -> bytes:
         return dumps_compact(value).encode("utf-8")

@@ -193,10 +193,10 @@ class Worker:
         app.agent(self.input, name="tierstream-ingest")(self._agent)
         app.timer(0.1)(self._tick_merge)
         app.timer(self.settings.sweep_interval_seconds)(self._tick_clock)
-        app.page("/metrics")(self._metrics_page)
-        app.page("/health")(self._health_page)
-        app.page("/ready")(self._ready_page)
-        signals: Any = app
+        signals: Any = app  # Faust's stubs want unbound view functions and plain signals
+        signals.page("/metrics")(self._metrics_page)
+        signals.page("/health")(self._health_page)
+        signals.page("/ready")(self._ready_page)
         signals.on_partitions_revoked.connect(self._on_revoked)
         signals.on_partitions_assigned.connect(self._on_assigned)
         app.task(self.serving.run)

@@ -354,3 +354,9 @@ def test_decimal_attributes_are_written_as_json_numbers() -> None:
     assert change["metrics"]["attr.high_end_card"] is False
     assert change["metrics"]["attr.diamond_card"] is None
     assert '"attr.household_income": 250000.5' in output_line(("tier.changes", "P", change))
+
+
+def test_a_lone_surrogate_is_dead_lettered_not_a_crash() -> None:
+    outputs, _ = run(make_rules(), [b'{"topic": "bank.balances", "value": "{\\"event_id\\": \\"\\ud800\\"}"}'])
+    (dead,) = of_type(outputs, DLQ)
+    assert (dead["error"], dead["payload_encoding"]) == ("invalid_json", "base64")
