@@ -21,6 +21,10 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
+        # Every topic carries bytes we encode ourselves; table changelogs are recovered
+        # with the app's default serializers, so they must be raw too.
+        key_serializer="raw",
+        value_serializer="raw",
         # Records buffered for the merge are acked only once applied; on shutdown or
         # rebalance they are left unacked (and redelivered), not waited for.
         stream_wait_empty=False,

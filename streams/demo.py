@@ -111,7 +111,7 @@ class Demo:
             await asyncio.sleep(1)
             with contextlib.suppress(Exception):
                 raw = await client.hgetall("tierstream:tier_counts")
-                self.tier_counts = {k: int(v) for k, v in raw.items()}
+                self.tier_counts = {str(k): int(v) for k, v in raw.items()}
 
     async def follow_outputs(self, settings: Settings) -> None:
         from aiokafka import AIOKafkaConsumer

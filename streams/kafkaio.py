@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
-from .engine.decode import INPUT_TOPICS
+from .engine.decode import INPUT_TOPICS, guess_key
 from .engine.evaluate import OUTPUT_TOPICS
 from .engine.jsonio import NotJson, dumps_compact, loads
 from .engine.timeutil import TimestampError, parse_instant
@@ -305,7 +305,8 @@ async def replay(settings: Settings, lines: Iterable[tuple[int, bytes]], rate: f
                     inner = None
             else:
                 inner = value
-            cid = inner.get("customer_id") if isinstance(inner, dict) else None
+            # Keyed as simulate keys its dead letters: the id, even from a broken payload.
+            cid = inner.get("customer_id") if isinstance(inner, dict) else (guess_key(value) if raw else None)
             key = cid.encode("utf-8", "surrogatepass") if isinstance(cid, str) else None
             ts_text, ts_us = _event_ts(inner)
             if ts_us is not None and live:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from .engine.evaluate import TIER_CHANGES, Output
 from .engine.ledger import Customer
 from .engine.money import format_fen
 from .engine.partition import PartitionEngine
@@ -25,13 +23,11 @@ from .engine.timeutil import wall_clock_us
 from .metrics import WorkerMetrics
 from .settings import Settings
 
-if TYPE_CHECKING:
-    from .worker import Partition
-
 log = logging.getLogger("tierstream.serving")
 
 CUSTOMER_KEY = "tierstream:customer:{}"
 TIER_COUNTS_KEY = "tierstream:tier_counts"
+EPOCH_KEY = "tierstream:epoch"
 NEW_DAYS = 90
 
 
@@ -60,34 +56,34 @@ def customer_fields(engine: PartitionEngine, c: Customer, rules: Rules) -> dict[
 
 
 class RedisServing:
-    """Writes pending customer hashes and tier-count deltas to Redis, retrying on failure."""
+    """Writes pending customer hashes and tier counts to Redis, retrying on failure.
+
+    Tier counts are absolute per partition (`tierstream:tier_counts:p<N>`, written by
+    the partition's owner) and summed into `tierstream:tier_counts`, so they never
+    drift. `tierstream:epoch` marks a Redis that holds our data: when it is missing
+    (a fresh or restarted cache) the worker re-serves every customer it owns.
+    """
 
     def __init__(self, settings: Settings, rules: Rules, metrics: WorkerMetrics) -> None:
         self.settings = settings
         self.rules = rules
         self.metrics = metrics
         self.pending: dict[str, dict[str, str]] = {}
-        self.count_deltas: Counter[str] = Counter()
+        self.pending_counts: dict[int, dict[str, int]] = {}
+        self.needs_refresh = False
         password = settings.redis_password.get_secret_value() or None
         self.client = aioredis.Redis.from_url(
             settings.redis_url, password=password, socket_timeout=0.5, socket_connect_timeout=0.5,
         )
         self.interval = 0.2
 
-    def note_customers(self, part: Partition, written: list[tuple[str, bool]]) -> None:
-        engine = part.engine
-        for cid, is_new in written:
-            c = part.store.cache[cid]
+    def note_customers(self, engine: PartitionEngine, customers: list[tuple[str, Customer]]) -> None:
+        for cid, c in customers:
             self.pending[cid] = customer_fields(engine, c, self.rules)
-            if is_new:
-                self.count_deltas[self.rules.tier_ids[0]] += 1
         self.metrics.redis_pending.set(len(self.pending))
 
-    def note_outputs(self, outputs: list[Output]) -> None:
-        for topic, _, value in outputs:
-            if topic == TIER_CHANGES:
-                self.count_deltas[value["from_tier"]] -= 1
-                self.count_deltas[value["to_tier"]] += 1
+    def note_counts(self, partition: int, counts: dict[str, int]) -> None:
+        self.pending_counts[partition] = {t: counts.get(t, 0) for t in self.rules.tier_ids}
 
     async def run(self) -> None:
         """The background writer (a Faust app task)."""
@@ -96,23 +92,32 @@ class RedisServing:
             await self.flush()
 
     async def flush(self) -> bool:
-        if not self.pending and not any(self.count_deltas.values()):
-            return True
-        batch, deltas = self.pending, self.count_deltas
-        self.pending, self.count_deltas = {}, Counter()
+        batch, counts = self.pending, self.pending_counts
+        self.pending, self.pending_counts = {}, {}
         try:
             async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(EPOCH_KEY, self.settings.app_id, nx=True)
                 for cid, fields in batch.items():
                     pipe.hset(CUSTOMER_KEY.format(cid), mapping=fields)  # type: ignore[arg-type]
-                for tier, n in deltas.items():
-                    if n:
-                        pipe.hincrby(TIER_COUNTS_KEY, tier, n)
-                await pipe.execute()
+                for partition, tiers in counts.items():
+                    pipe.hset(f"{TIER_COUNTS_KEY}:p{partition}", mapping=tiers)  # type: ignore[arg-type]
+                for partition in range(self.settings.partitions):
+                    pipe.hgetall(f"{TIER_COUNTS_KEY}:p{partition}")
+                replies = await pipe.execute()
+            if replies[0]:  # the epoch was missing: this cache lost (or never had) our data
+                self.needs_refresh = True
+            total: Counter[str] = Counter()
+            for part_counts in replies[-self.settings.partitions:]:
+                for tier, n in part_counts.items():
+                    total[tier.decode() if isinstance(tier, bytes) else tier] += int(n)
+            if total:
+                await self.client.hset(TIER_COUNTS_KEY, mapping=dict(total))  # type: ignore[arg-type]
         except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
             self.metrics.redis_failures.inc()
             for cid, fields in batch.items():  # newer fields noted meanwhile win
                 self.pending.setdefault(cid, fields)
-            self.count_deltas.update(deltas)
+            for partition, tiers in counts.items():
+                self.pending_counts.setdefault(partition, tiers)
             log.warning("redis write failed (%s); %d customers pending", type(exc).__name__, len(self.pending))
             self.interval = min(5.0, self.interval * 2)
             return False

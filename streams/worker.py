@@ -41,7 +41,7 @@ from faust.types import TP
 
 from .engine import codec
 from .engine.decode import INPUT_TOPICS
-from .engine.evaluate import DLQ, Output
+from .engine.evaluate import DLQ, TIER_CHANGES, Output
 from .engine.ledger import Customer, SeriesSpec
 from .engine.partition import APPLIED, DEAD_LETTER, DUPLICATE, PartitionEngine
 from .engine.rules import Rules
@@ -127,22 +127,21 @@ class CustomerStore(MutableMapping[str, Customer]):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def write_touched(self, partition: int) -> list[tuple[str, bool]]:
-        """Write every customer whose state changed: (id, first write) pairs."""
-        written = []
+    def take_touched(self, partition: int) -> list[tuple[str, bytes, bool]]:
+        """Encode every customer whose state changed: (id, state, first write)."""
+        changed = []
         for cid in self.touched:
             blob = codec.encode(self.cache[cid], self.specs, partition)
             before = self.loaded.get(cid)
             if blob != before:
-                self.table[cid.encode("utf-8")] = blob
                 self.loaded[cid] = blob
-                written.append((cid, before is None))
+                changed.append((cid, blob, before is None))
         self.touched.clear()
         if len(self.cache) > 200_000:  # bound the decoded cache; the table has everything
             for cid in list(self.cache)[:100_000]:
                 del self.cache[cid]
                 del self.loaded[cid]
-        return written
+        return changed
 
 
 @dataclass
@@ -159,6 +158,8 @@ class Partition:
     #: highest offset received per input topic (for lag and drain checks)
     received: dict[str, int] = field(default_factory=dict)
     swept_day: int | None = None
+    #: customers per tier (kept in the marker, so exact across restarts)
+    tier_counts: dict[str, int] = field(default_factory=dict)
 
 
 class Worker:
@@ -176,8 +177,7 @@ class Worker:
             for name in ("tier.changes", "tier.opportunities", "customer.churn-warnings", DLQ)
         }
         self.table = app.Table(
-            "customers", default=None, partitions=settings.partitions,
-            schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+            "customers", default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes,
         )
         self.partitions: dict[int, Partition] = {}
         self.lock = asyncio.Lock()
@@ -236,6 +236,7 @@ class Worker:
         part.engine.clock = doc["clock"]
         part.engine.clock_day = doc["clock_day"]
         part.swept_day = doc.get("swept_day")
+        part.tier_counts = dict(doc.get("counts", {}))
         part.applied = {t: doc["offsets"][str(i)] for t, i in self.topic_index.items() if str(i) in doc["offsets"]}
 
     def _load_ids(self, part: Partition) -> None:
@@ -246,13 +247,14 @@ class Worker:
             if codec.partition_of(raw) == part.number:
                 part.store.ids.add(key.decode("utf-8"))
 
-    def _write_marker(self, part: Partition) -> None:
+    def _marker(self, part: Partition) -> bytes:
         engine = part.engine
         doc = {
             "clock": engine.clock, "clock_day": engine.clock_day, "swept_day": part.swept_day,
+            "counts": part.tier_counts,
             "offsets": {str(self.topic_index[t]): o for t, o in part.applied.items()},
         }
-        self.table[marker_key(part.number)] = orjson.dumps(doc)
+        return orjson.dumps(doc)
 
     # ------------------------------------------------------------------ the agent
     async def _agent(self, stream: faust.StreamT[Any]) -> None:
@@ -276,6 +278,30 @@ class Worker:
     async def _tick_merge(self) -> None:
         if self.buffered:
             await self.pump()
+        if self.serving.needs_refresh:
+            await self.refresh_serving()
+
+    async def refresh_serving(self) -> None:
+        """Re-serve every customer of the assigned partitions (Redis lost its data)."""
+        tables: Any = self.app.tables
+        if not tables.recovery.completed.is_set():
+            return  # tables first; the flag stays set
+        async with self.lock:
+            self.serving.needs_refresh = False
+            for tp in self.app.consumer.assignment():
+                if tp.topic in self.topic_index:
+                    self.partition(tp.partition)
+            for part in list(self.partitions.values()):
+                store = part.store
+                store.tracking = False
+                try:
+                    with routed_to(part.number, self.topics[0]):
+                        customers = [(cid, store[cid]) for cid in list(store.ids)]
+                finally:
+                    store.tracking = True
+                self.serving.note_customers(part.engine, customers)
+                self.serving.note_counts(part.number, part.tier_counts)
+                await asyncio.sleep(0)
 
     def _drained(self, part: Partition, topic: str) -> bool:
         """True when this topic-partition has nothing left to fetch right now."""
@@ -348,6 +374,7 @@ class Worker:
                         offset=msg.offset, key=key,
                     )
                     self._count(engine)
+                    self._count_tiers(part, produced)
                     for o in produced:
                         outputs.append((o, msg.timestamp))
                     part.applied[msg.topic] = msg.offset
@@ -364,8 +391,19 @@ class Worker:
             part.engine.sweep(sweep)
         finally:
             part.store.tracking = True
+        # Customers whose boundaries produced outputs are written, so that stored state,
+        # sent outputs and the marker's tier counts agree after a restart.
+        part.store.touched.update(key for topic, key, _ in sweep if topic != DLQ)
+        self._count_tiers(part, sweep)
         part.swept_day = part.engine.clock_day
         return sweep
+
+    def _count_tiers(self, part: Partition, outputs: list[Output]) -> None:
+        counts = part.tier_counts
+        for topic, _, value in outputs:
+            if topic == TIER_CHANGES:
+                counts[value["from_tier"]] = counts.get(value["from_tier"], 0) - 1
+                counts[value["to_tier"]] = counts.get(value["to_tier"], 0) + 1
 
     def _bare(self, topic: str) -> str:
         return INPUT_TOPICS[self.topic_index[topic]]
@@ -398,19 +436,33 @@ class Worker:
             self.metrics.outputs.labels(type=value.get("type", "dead_letter") if topic != DLQ else "dead_letter").inc()
             if ts is not None:
                 self.metrics.latency.observe(max(0.0, now - ts))
-        self.serving.note_outputs([o for o, _ in outputs])
 
     async def _persist(self, parts: list[Partition]) -> None:
+        """State first, delivered; then each partition's marker, alone in its batch.
+
+        Faust's `send_soon` buffer is drained by a background task, so a flush can
+        return with writes still to come; we write the store and send the changelog
+        records ourselves and wait for their delivery.
+        """
+        futures = []
+        base = self.rules.tier_ids[0]
         for part in parts:
-            with routed_to(part.number, self.topics[0]):
-                written = part.store.write_touched(part.number)
-            self.serving.note_customers(part, written)
-        await self.app.producer.flush()
-        # Each marker is alone in its changelog partition's last batch: see the docstring.
-        for part in parts:
-            with routed_to(part.number, self.topics[0]):
-                self._write_marker(part)
-        await self.app.producer.flush()
+            changed = part.store.take_touched(part.number)
+            for cid, blob, new in changed:
+                futures.append(await self._put(part.number, cid.encode("utf-8"), blob))
+                if new:
+                    part.tier_counts[base] = part.tier_counts.get(base, 0) + 1
+            self.serving.note_customers(part.engine, [(cid, part.store.cache[cid]) for cid, _, _ in changed])
+            self.serving.note_counts(part.number, part.tier_counts)
+        await asyncio.gather(*futures)
+        markers = [await self._put(p.number, marker_key(p.number), self._marker(p)) for p in parts]
+        await asyncio.gather(*markers)
+
+    async def _put(self, partition: int, key: bytes, value: bytes) -> Any:
+        """Write one table entry to the store and its changelog partition."""
+        with routed_to(partition, self.topics[0]):
+            self.table.data[key] = value
+        return await self.table.changelog_topic.send(key=key, value=value, partition=partition)
 
     # ------------------------------------------------------------------ live clock
     async def _tick_clock(self) -> None:
@@ -455,6 +507,8 @@ class Worker:
 
     def _update_lag(self) -> None:
         consumer = self.app.consumer
+        tables: Any = self.app.tables
+        recovered = bool(tables.recovery.completed.is_set())
         for tp in consumer.assignment():
             if tp.topic not in self.topic_index:
                 continue
@@ -465,6 +519,8 @@ class Worker:
             if high is None:
                 continue
             part = self.partitions.get(tp.partition)
+            if part is None and recovered:
+                part = self.partition(tp.partition)  # its marker knows what was applied
             done = -1
             if part is not None:
                 done = part.applied.get(tp.topic, -1)

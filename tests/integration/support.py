@@ -93,9 +93,10 @@ class WorkerProcess:
         })
         self.port = settings.web_port
         self.log = log
+        self.sink = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tierstream.cli", "run"], env=env,
-            stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=log.parent,
+            stdout=self.sink, stderr=subprocess.STDOUT, cwd=log.parent,
         )
 
     def metrics(self) -> dict[str, float]:
@@ -137,6 +138,7 @@ class WorkerProcess:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self.sink.close()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -145,3 +147,4 @@ class WorkerProcess:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self.sink.close()
