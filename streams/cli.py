@@ -30,6 +30,8 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(help="Validate and show rules files.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+redis_app = typer.Typer(help="The Redis serving cache.", no_args_is_help=True)
+app.add_typer(redis_app, name="redis")
 err = Console(stderr=True)
 
 
@@ -270,6 +272,31 @@ async def _reachable(settings: Any) -> int:
 
     names = settings.input_topics + settings.output_topics
     return len(await ensure_topics(settings, names, settings.partitions))
+
+
+@redis_app.command("rebuild")
+def redis_rebuild(
+    rules: Annotated[str | None, typer.Option("--rules", help="Rules file or preset [env TIERSTREAM_RULES].")] = None,
+    broker: BrokerOpt = None,
+    redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL [env TIERSTREAM_REDIS_URL].")] = None,
+    app_id: Annotated[str | None, typer.Option("--app-id", help="The worker's app id (names its tables).")] = None,
+) -> None:
+    """Rewrite every customer's Redis hash and the tier counts from the tables' changelog."""
+    from .rebuild import run_rebuild
+    from .settings import Settings
+
+    flags = {"rules": rules, "broker_url": broker, "redis_url": redis_url, "app_id": app_id}
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]
+    loaded = _rules(settings.rules)
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
+    try:
+        written, counts = run_rebuild(settings, loaded)
+    except (OSError, KafkaError, RedisError) as exc:
+        fail(f"cannot reach Redis or the broker ({exc}); check TIERSTREAM_REDIS_URL and TIERSTREAM_BROKER_URL")
+    err.print(f"rebuilt {written:,} customers: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()),
+              highlight=False)
 
 
 @rules_app.command("check")

@@ -6,14 +6,18 @@ end. Tests share them and stay apart through a unique topic prefix and app id.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
+import redis
 
 from tierstream.localstack import Proc, free_port, start_broker, start_redis
 from tierstream.settings import Settings
+
+_REDIS_DBS = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +52,14 @@ def topic_prefix() -> str:
 
 @pytest.fixture
 def settings(broker: Proc, redis_server: Proc, topic_prefix: str) -> Settings:
+    # A Redis database of its own per test (1-15, flushed), so tests never see each
+    # other's customers in the shared server.
+    db = next(_REDIS_DBS) % 15 + 1
+    redis_url = f"{redis_server.url.rsplit('/', 1)[0]}/{db}"
+    redis.Redis.from_url(redis_url).flushdb()
     return Settings(
         broker_url=broker.url,
-        redis_url=redis_server.url,
+        redis_url=redis_url,
         topic_prefix=topic_prefix,
         app_id=f"it-{uuid4().hex[:8]}",
         partitions=4,
