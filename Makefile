@@ -40,7 +40,7 @@ integration: install
 
 lint: install
 	$(BIN)/ruff check streams schemas tests bench
-	$(BIN)/ruff format --check streams schemas tests bench || true
+	$(BIN)/ruff format --check streams schemas tests bench
 	$(BIN)/mypy -p tierstream
 
 schemas: install

@@ -85,10 +85,14 @@ RulesOpt = Annotated[str, typer.Option("--rules", help="A rules file or a preset
 def simulate(
     rules: RulesOpt,
     events: Annotated[Path, typer.Option("--events", help="Event file (JSONL) read in order.")],
-    until: Annotated[str | None, typer.Option("--until", help="Move the clock to this instant at the end.")] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Move the clock to this instant at the end.")
+    ] = None,
     now: Annotated[str | None, typer.Option("--now", help="Wall clock for future_timestamp checks.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output event file (default stdout).")] = None,
-    stats_file: Annotated[Path | None, typer.Option("--stats", help="Write the summary as JSON here.")] = None,
+    stats_file: Annotated[
+        Path | None, typer.Option("--stats", help="Write the summary as JSON here.")
+    ] = None,
 ) -> None:
     """Run the engine over an event file, with no broker; outputs as an event file."""
     from .engine.evaluate import Output
@@ -101,11 +105,11 @@ def simulate(
     with ExitStack() as stack:
         source = stack.enter_context(_open_in(events))
         sink = _open_out(out, stack)
+
         def emit(output: Output) -> None:
             sink.write(output_line(output))
 
-        engine = run(loaded, read_lines(source), emit,
-                     until=until_us, now=now_us, wall=wall_clock_us)
+        engine = run(loaded, read_lines(source), emit, until=until_us, now=now_us, wall=wall_clock_us)
     summary = summarize(engine)
     if stats_file is not None:
         try:
@@ -149,7 +153,9 @@ def generate(
     customers: Annotated[int, typer.Option("--customers", min=1, help="Number of customers.")],
     days: Annotated[int, typer.Option("--days", min=1, help="Number of days.")],
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same file).")],
-    start: Annotated[str | None, typer.Option("--start", help="First day, YYYY-MM-DD (default 2026-01-01).")] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="First day, YYYY-MM-DD (default 2026-01-01).")
+    ] = None,
     noise: Annotated[bool, typer.Option("--noise", help="Add redeliveries and bad records.")] = False,
     late: Annotated[bool, typer.Option("--late", help="Delay a few events.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Output file (default stdout).")] = None,
@@ -170,7 +176,8 @@ def generate(
 
 
 BrokerOpt = Annotated[
-    str | None, typer.Option("--broker", help="Kafka bootstrap, kafka://host:port (overrides TIERSTREAM_BROKER_URL).")
+    str | None,
+    typer.Option("--broker", help="Kafka bootstrap, kafka://host:port (overrides TIERSTREAM_BROKER_URL)."),
 ]
 
 
@@ -206,8 +213,13 @@ def _broker_call(settings: Settings, work: Coroutine[Any, Any, int]) -> int:
 @app.command()
 def replay(
     events: Annotated[Path, typer.Option("--events", help="Event file (JSONL) to publish, in order.")],
-    rate: Annotated[float | None, typer.Option("--rate", min=0.001, help="Events per second (default: as fast as possible).")] = None,
-    live: Annotated[bool, typer.Option("--live", help="Shift timestamps so the file plays as if happening now.")] = False,
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", min=0.001, help="Events per second (default: as fast as possible)."),
+    ] = None,
+    live: Annotated[
+        bool, typer.Option("--live", help="Shift timestamps so the file plays as if happening now.")
+    ] = False,
     broker: BrokerOpt = None,
 ) -> None:
     """Publish an event file to its input topics, keyed by customer_id."""
@@ -222,7 +234,9 @@ def replay(
 @app.command()
 def capture(
     out: Annotated[Path, typer.Option("--out", help="Event file to write ('-' for stdout).")],
-    idle_seconds: Annotated[float, typer.Option("--idle-seconds", min=0.1, help="Stop after this long with nothing new.")] = 5.0,
+    idle_seconds: Annotated[
+        float, typer.Option("--idle-seconds", min=0.1, help="Stop after this long with nothing new.")
+    ] = 5.0,
     broker: BrokerOpt = None,
 ) -> None:
     """Read the output topics from the beginning into an event file."""
@@ -236,15 +250,29 @@ def capture(
 
 @app.command()
 def run(
-    rules: Annotated[str | None, typer.Option("--rules", help="Rules file or preset [env TIERSTREAM_RULES, cmb].")] = None,
+    rules: Annotated[
+        str | None, typer.Option("--rules", help="Rules file or preset [env TIERSTREAM_RULES, cmb].")
+    ] = None,
     broker: BrokerOpt = None,
-    redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL [env TIERSTREAM_REDIS_URL].")] = None,
-    store: Annotated[str | None, typer.Option("--store", help="memory:// or rocksdb:// [env TIERSTREAM_STORE].")] = None,
-    live_clock: Annotated[bool | None, typer.Option("--live-clock/--no-live-clock", help="Move clocks with the wall clock.")] = None,
-    web_port: Annotated[int | None, typer.Option("--web-port", help="HTTP port [env TIERSTREAM_WEB_PORT, 6066].")] = None,
+    redis_url: Annotated[
+        str | None, typer.Option("--redis", help="Redis URL [env TIERSTREAM_REDIS_URL].")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="memory:// or rocksdb:// [env TIERSTREAM_STORE].")
+    ] = None,
+    live_clock: Annotated[
+        bool | None, typer.Option("--live-clock/--no-live-clock", help="Move clocks with the wall clock.")
+    ] = None,
+    web_port: Annotated[
+        int | None, typer.Option("--web-port", help="HTTP port [env TIERSTREAM_WEB_PORT, 6066].")
+    ] = None,
     app_id: Annotated[str | None, typer.Option("--app-id", help="Consumer group / table namespace.")] = None,
-    topic_prefix: Annotated[str | None, typer.Option("--topic-prefix", help="Prepended to every topic name.")] = None,
-    partitions: Annotated[int | None, typer.Option("--partitions", min=1, help="Input topic partitions.")] = None,
+    topic_prefix: Annotated[
+        str | None, typer.Option("--topic-prefix", help="Prepended to every topic name.")
+    ] = None,
+    partitions: Annotated[
+        int | None, typer.Option("--partitions", min=1, help="Input topic partitions.")
+    ] = None,
     loglevel: Annotated[str, typer.Option("--loglevel", help="Worker log level.")] = "WARNING",
 ) -> None:
     """Run a Faust worker: consume the input topics, publish tiers, serve Redis and /metrics."""
@@ -253,14 +281,24 @@ def run(
     from .runner import run_worker
     from .settings import Settings
 
-    flags = {"rules": rules, "broker_url": broker, "redis_url": redis_url, "store": store,
-             "live_clock": live_clock, "web_port": web_port, "app_id": app_id,
-             "topic_prefix": topic_prefix, "partitions": partitions}
+    flags = {
+        "rules": rules,
+        "broker_url": broker,
+        "redis_url": redis_url,
+        "store": store,
+        "live_clock": live_clock,
+        "web_port": web_port,
+        "app_id": app_id,
+        "topic_prefix": topic_prefix,
+        "partitions": partitions,
+    }
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        fail(f"setting {'.'.join(str(x) for x in first['loc'])}: {first['msg']} (check the flag or TIERSTREAM_* variable)")
+        fail(
+            f"setting {'.'.join(str(x) for x in first['loc'])}: {first['msg']} (check the flag or TIERSTREAM_* variable)"
+        )
     loaded = _rules(settings.rules)
     _broker_call(settings, _reachable(settings))
     run_worker(settings, loaded, loglevel.upper())
@@ -276,10 +314,16 @@ async def _reachable(settings: Any) -> int:
 
 @redis_app.command("rebuild")
 def redis_rebuild(
-    rules: Annotated[str | None, typer.Option("--rules", help="Rules file or preset [env TIERSTREAM_RULES].")] = None,
+    rules: Annotated[
+        str | None, typer.Option("--rules", help="Rules file or preset [env TIERSTREAM_RULES].")
+    ] = None,
     broker: BrokerOpt = None,
-    redis_url: Annotated[str | None, typer.Option("--redis", help="Redis URL [env TIERSTREAM_REDIS_URL].")] = None,
-    app_id: Annotated[str | None, typer.Option("--app-id", help="The worker's app id (names its tables).")] = None,
+    redis_url: Annotated[
+        str | None, typer.Option("--redis", help="Redis URL [env TIERSTREAM_REDIS_URL].")
+    ] = None,
+    app_id: Annotated[
+        str | None, typer.Option("--app-id", help="The worker's app id (names its tables).")
+    ] = None,
 ) -> None:
     """Rewrite every customer's Redis hash and the tier counts from the tables' changelog."""
     from .rebuild import run_rebuild
@@ -294,16 +338,22 @@ def redis_rebuild(
     try:
         written, counts = run_rebuild(settings, loaded)
     except (OSError, KafkaError, RedisError) as exc:
-        fail(f"cannot reach Redis or the broker ({exc}); check TIERSTREAM_REDIS_URL and TIERSTREAM_BROKER_URL")
-    err.print(f"rebuilt {written:,} customers: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()),
-              highlight=False)
+        fail(
+            f"cannot reach Redis or the broker ({exc}); check TIERSTREAM_REDIS_URL and TIERSTREAM_BROKER_URL"
+        )
+    err.print(
+        f"rebuilt {written:,} customers: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()),
+        highlight=False,
+    )
 
 
 @rules_app.command("check")
 def rules_check(rules: Annotated[str, typer.Argument(help="A rules file or a preset name.")]) -> None:
     """Validate a rules file and print its ladder."""
     loaded = _rules(rules)
-    table = Table(title=f"{loaded.scheme} — version {loaded.version} ({loaded.timezone})", title_justify="left")
+    table = Table(
+        title=f"{loaded.scheme} — version {loaded.version} ({loaded.timezone})", title_justify="left"
+    )
     table.add_column("#", justify="right")
     table.add_column("tier")
     table.add_column("label")

@@ -48,8 +48,9 @@ class Demo:
         self.procs: list[Proc] = []
         self.worker: subprocess.Popen[bytes] | None = None
         self.rules = load_rules(os.environ.get("TIERSTREAM_RULES", "cmb"))
-        self.feeds: dict[str, deque[str]] = {t: deque(maxlen=FEED) for t in ("tier.changes", "tier.opportunities",
-                                                                                "customer.churn-warnings")}
+        self.feeds: dict[str, deque[str]] = {
+            t: deque(maxlen=FEED) for t in ("tier.changes", "tier.opportunities", "customer.churn-warnings")
+        }
         self.status = "starting"
         self.metrics: dict[str, float] = {}
         self.rate = 0.0
@@ -66,21 +67,34 @@ class Demo:
         self.procs.append(broker)
         redis_proc = start_redis(self.workdir)
         self.procs.append(redis_proc)
-        return Settings(broker_url=broker.url, redis_url=redis_proc.url, rules=self.rules.source.removeprefix(
-            "preset "), app_id="tierstream-demo", topic_prefix="", partitions=4, live_clock=False,
-            web_port=free_port())
+        return Settings(
+            broker_url=broker.url,
+            redis_url=redis_proc.url,
+            rules=self.rules.source.removeprefix("preset "),
+            app_id="tierstream-demo",
+            topic_prefix="",
+            partitions=4,
+            live_clock=False,
+            web_port=free_port(),
+        )
 
     def start_worker(self, settings: Settings) -> None:
         env = dict(os.environ)
-        env.update({
-            "TIERSTREAM_BROKER_URL": settings.broker_url, "TIERSTREAM_REDIS_URL": settings.redis_url,
-            "TIERSTREAM_RULES": settings.rules, "TIERSTREAM_LIVE_CLOCK": "false",
-            "TIERSTREAM_WEB_PORT": str(settings.web_port), "TIERSTREAM_APP_ID": settings.app_id,
-            "TIERSTREAM_PARTITIONS": str(settings.partitions),
-        })
+        env.update(
+            {
+                "TIERSTREAM_BROKER_URL": settings.broker_url,
+                "TIERSTREAM_REDIS_URL": settings.redis_url,
+                "TIERSTREAM_RULES": settings.rules,
+                "TIERSTREAM_LIVE_CLOCK": "false",
+                "TIERSTREAM_WEB_PORT": str(settings.web_port),
+                "TIERSTREAM_APP_ID": settings.app_id,
+                "TIERSTREAM_PARTITIONS": str(settings.partitions),
+            }
+        )
         log = (self.workdir / "worker.log").open("ab")
-        self.worker = subprocess.Popen([sys.executable, "-m", "tierstream.cli", "run"], env=env,
-                                       stdout=log, stderr=subprocess.STDOUT)
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "tierstream.cli", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def stop(self) -> None:
         if self.worker is not None and self.worker.poll() is None:
@@ -117,13 +131,17 @@ class Demo:
         from aiokafka import AIOKafkaConsumer
 
         topics = [settings.topic(t) for t in self.feeds]
-        consumer = AIOKafkaConsumer(*topics, bootstrap_servers=settings.bootstrap_servers,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=settings.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         await consumer.start()
         try:
             async for record in consumer:
                 value = json.loads(record.value or b"{}")
-                topic = record.topic[len(settings.topic_prefix):]
+                topic = record.topic[len(settings.topic_prefix) :]
                 self.feeds[topic].appendleft(_describe(topic, value))
                 self.bank_day = max(self.bank_day, value.get("effective_at", "")[:10])
         finally:
@@ -149,17 +167,27 @@ class Demo:
         for _ in range(6):
             head.add_column(justify="right")
         head.add_row(
-            _stat("events/s", f"{self.rate:,.0f}"), _stat("applied", f"{records.get('applied', 0):,.0f}"),
+            _stat("events/s", f"{self.rate:,.0f}"),
+            _stat("applied", f"{records.get('applied', 0):,.0f}"),
             _stat("duplicates", f"{records.get('duplicate', 0):,.0f}"),
-            _stat("dead letters", f"{records.get('dead_letter', 0):,.0f}"), _stat("consumer lag", f"{lag:,.0f}"),
+            _stat("dead letters", f"{records.get('dead_letter', 0):,.0f}"),
+            _stat("consumer lag", f"{lag:,.0f}"),
             _stat("bank date", self.bank_day or "—"),
         )
         outs = Table.grid(padding=(0, 3))
         for _ in range(4):
             outs.add_column(justify="right")
-        outs.add_row(*(_stat(label, f"{outputs.get(t, 0):,.0f}") for label, t in (
-            ("tier changes", "tier_changed"), ("opportunities", "upgrade_opportunity"),
-            ("churn warnings", "churn_warning"), ("DLQ", "dead_letter"))))
+        outs.add_row(
+            *(
+                _stat(label, f"{outputs.get(t, 0):,.0f}")
+                for label, t in (
+                    ("tier changes", "tier_changed"),
+                    ("opportunities", "upgrade_opportunity"),
+                    ("churn warnings", "churn_warning"),
+                    ("DLQ", "dead_letter"),
+                )
+            )
+        )
         tiers = Table(box=None, expand=True, show_header=False)
         tiers.add_column("tier", width=22)
         tiers.add_column("bar", ratio=1)
@@ -167,19 +195,35 @@ class Demo:
         total = max(1, sum(self.tier_counts.values()))
         for t in self.rules.tiers:
             n = self.tier_counts.get(t.id, 0)
-            tiers.add_row(f"{t.label} {t.id}", Text("█" * max(0, round(40 * n / total)), style="cyan"), f"{n:,}")
+            tiers.add_row(
+                f"{t.label} {t.id}", Text("█" * max(0, round(40 * n / total)), style="cyan"), f"{n:,}"
+            )
         layout = Layout()
         layout.split_column(
-            Layout(Panel(Group(head, outs), title=f"tierstream · {self.rules.scheme} {self.rules.version}",
-                         subtitle=self.status), size=6),
-            Layout(Panel(tiers, title="tier distribution (served from Redis: tierstream:tier_counts)"),
-                   size=len(self.rules.tiers) + 2),
+            Layout(
+                Panel(
+                    Group(head, outs),
+                    title=f"tierstream · {self.rules.scheme} {self.rules.version}",
+                    subtitle=self.status,
+                ),
+                size=6,
+            ),
+            Layout(
+                Panel(tiers, title="tier distribution (served from Redis: tierstream:tier_counts)"),
+                size=len(self.rules.tiers) + 2,
+            ),
             Layout(name="feeds"),
         )
-        layout["feeds"].split_row(*(
-            Layout(Panel("\n".join(self.feeds[t]) or "…", title=title)) for t, title in (
-                ("tier.changes", "tier.changes"), ("tier.opportunities", "tier.opportunities"),
-                ("customer.churn-warnings", "customer.churn-warnings"))))
+        layout["feeds"].split_row(
+            *(
+                Layout(Panel("\n".join(self.feeds[t]) or "…", title=title))
+                for t, title in (
+                    ("tier.changes", "tier.changes"),
+                    ("tier.opportunities", "tier.opportunities"),
+                    ("customer.churn-warnings", "customer.churn-warnings"),
+                )
+            )
+        )
         return layout
 
 
@@ -221,9 +265,15 @@ async def _main(demo: Demo, console: Console) -> None:
         write_events(generate_events(CUSTOMERS, DAYS, seed=2026, start=start, noise=True, late=True), out)
     demo.status = "starting the worker (joining the consumer group takes ~5 s)"
     demo.start_worker(settings)
-    tasks = [asyncio.create_task(c) for c in (
-        demo.poll_metrics(settings.web_port), demo.poll_redis(settings.redis_url), demo.follow_outputs(settings),
-        demo.replay(settings, events))]
+    tasks = [
+        asyncio.create_task(c)
+        for c in (
+            demo.poll_metrics(settings.web_port),
+            demo.poll_redis(settings.redis_url),
+            demo.follow_outputs(settings),
+            demo.replay(settings, events),
+        )
+    ]
     with Live(demo.view(), console=console, refresh_per_second=4, screen=False) as live:
         while True:
             await asyncio.sleep(0.25)

@@ -67,8 +67,16 @@ PERSONAS: tuple[tuple[str, float], ...] = (
 )
 _CUM_SHARES = tuple(sum(s for _, s in PERSONAS[: k + 1]) for k in range(len(PERSONAS)))
 _SEGMENTS = (
-    "mass", "payroll", "emerging_affluent", "affluent", "wealth", "private",
-    "mortgage", "card_active", "mass", "affluent",
+    "mass",
+    "payroll",
+    "emerging_affluent",
+    "affluent",
+    "wealth",
+    "private",
+    "mortgage",
+    "card_active",
+    "mass",
+    "affluent",
 )
 
 # --- account flags (per customer, array 'H') ------------------------------------------
@@ -76,9 +84,29 @@ HAS_TD, HAS_WM, HAS_FUND, HAS_INS, HAS_LOAN, HAS_CARD = 1, 2, 4, 8, 16, 32
 OVERDRAFT, USD_WM, SALARY, SMS_FEE = 64, 128, 256, 512
 
 # --- event kinds (low byte of a planned key) -------------------------------------------
-(K_POS, K_ATM, K_XOUT, K_XIN, K_BRANCH, K_SALARY, K_INTEREST, K_FEE, K_EOD, K_STMT,
- K_FUND, K_WEALTH, K_LOAN, K_CSTMT, K_CREPAY, K_BUY, K_REDEEM, K_CHURN, K_BIGIN, K_WAKE,
- K_PROFILE) = range(1, 22)
+(
+    K_POS,
+    K_ATM,
+    K_XOUT,
+    K_XIN,
+    K_BRANCH,
+    K_SALARY,
+    K_INTEREST,
+    K_FEE,
+    K_EOD,
+    K_STMT,
+    K_FUND,
+    K_WEALTH,
+    K_LOAN,
+    K_CSTMT,
+    K_CREPAY,
+    K_BUY,
+    K_REDEEM,
+    K_CHURN,
+    K_BIGIN,
+    K_WAKE,
+    K_PROFILE,
+) = range(1, 22)
 _KINDS = 22  # kind 0 is unused
 
 _CUSTOMER_BITS = 32
@@ -100,46 +128,175 @@ def _hour_table(weights: tuple[float, ...]) -> tuple[int, ...]:
 
 # Hour-of-day profiles: card spend peaks at lunch and evening; app transfers in office
 # hours and evenings; branches keep office hours.
-_H_POS = _hour_table((0.4, 0.2, 0.1, 0.1, 0.1, 0.2, 0.6, 1.6, 2.6, 2.2, 2.8, 4.2, 5.0, 3.6,
-                      3.0, 3.0, 3.4, 4.4, 6.0, 6.6, 6.0, 5.0, 3.0, 1.2))
-_H_APP = _hour_table((0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.5, 3.0, 4.0, 4.0, 3.5, 3.0, 3.0,
-                      3.5, 3.5, 3.5, 3.0, 3.0, 3.5, 4.0, 4.0, 3.0, 1.0))
-_H_ATM = _hour_table((0.2, 0.1, 0.05, 0.05, 0.05, 0.1, 0.4, 1.5, 2.5, 2.5, 2.5, 3.0, 3.5, 3.0,
-                      2.5, 2.5, 3.0, 3.5, 4.0, 4.0, 3.5, 2.5, 1.5, 0.6))
+_H_POS = _hour_table(
+    (
+        0.4,
+        0.2,
+        0.1,
+        0.1,
+        0.1,
+        0.2,
+        0.6,
+        1.6,
+        2.6,
+        2.2,
+        2.8,
+        4.2,
+        5.0,
+        3.6,
+        3.0,
+        3.0,
+        3.4,
+        4.4,
+        6.0,
+        6.6,
+        6.0,
+        5.0,
+        3.0,
+        1.2,
+    )
+)
+_H_APP = _hour_table(
+    (
+        0.3,
+        0.2,
+        0.1,
+        0.1,
+        0.1,
+        0.2,
+        0.5,
+        1.5,
+        3.0,
+        4.0,
+        4.0,
+        3.5,
+        3.0,
+        3.0,
+        3.5,
+        3.5,
+        3.5,
+        3.0,
+        3.0,
+        3.5,
+        4.0,
+        4.0,
+        3.0,
+        1.0,
+    )
+)
+_H_ATM = _hour_table(
+    (
+        0.2,
+        0.1,
+        0.05,
+        0.05,
+        0.05,
+        0.1,
+        0.4,
+        1.5,
+        2.5,
+        2.5,
+        2.5,
+        3.0,
+        3.5,
+        3.0,
+        2.5,
+        2.5,
+        3.0,
+        3.5,
+        4.0,
+        4.0,
+        3.5,
+        2.5,
+        1.5,
+        0.6,
+    )
+)
 _H_BRANCH = _hour_table((0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 4, 2, 2, 4, 4, 3, 0, 0, 0, 0, 0, 0, 0))
 
 # Discretionary activity per persona: (kind, events per day at tempo 1, hour table).
 _Rates = tuple[tuple[int, float, tuple[int, ...]], ...]
-_BASE: _Rates = ((K_POS, 0.8, _H_POS), (K_ATM, 0.04, _H_ATM), (K_XOUT, 0.15, _H_APP),
-                 (K_XIN, 0.04, _H_APP), (K_BRANCH, 0.01, _H_BRANCH), (K_EOD, 0.1, _H_APP))
+_BASE: _Rates = (
+    (K_POS, 0.8, _H_POS),
+    (K_ATM, 0.04, _H_ATM),
+    (K_XOUT, 0.15, _H_APP),
+    (K_XIN, 0.04, _H_APP),
+    (K_BRANCH, 0.01, _H_BRANCH),
+    (K_EOD, 0.1, _H_APP),
+)
 _RATES: tuple[_Rates, ...] = (
     _BASE,  # mass (no-salary customers get extra K_XIN below)
-    ((K_POS, 1.1, _H_POS), (K_ATM, 0.03, _H_ATM), (K_XOUT, 0.25, _H_APP), (K_XIN, 0.05, _H_APP),
-     (K_EOD, 0.15, _H_APP), (K_BUY, 0.03, _H_APP)),
-    ((K_POS, 0.6, _H_POS), (K_XOUT, 0.1, _H_APP), (K_XIN, 0.1, _H_APP), (K_EOD, 0.2, _H_APP),
-     (K_BUY, 0.04, _H_APP)),
-    ((K_POS, 1.0, _H_POS), (K_XOUT, 0.25, _H_APP), (K_XIN, 0.08, _H_APP), (K_EOD, 0.2, _H_APP),
-     (K_BUY, 0.05, _H_APP), (K_REDEEM, 0.02, _H_APP), (K_BRANCH, 0.01, _H_BRANCH)),
-    ((K_POS, 1.0, _H_POS), (K_XOUT, 0.3, _H_APP), (K_XIN, 0.1, _H_APP), (K_EOD, 0.2, _H_APP),
-     (K_BUY, 0.06, _H_APP), (K_REDEEM, 0.03, _H_APP), (K_BRANCH, 0.02, _H_BRANCH)),
-    ((K_POS, 1.2, _H_POS), (K_XOUT, 0.4, _H_APP), (K_XIN, 0.15, _H_APP), (K_EOD, 0.3, _H_APP),
-     (K_BUY, 0.08, _H_APP), (K_REDEEM, 0.05, _H_APP), (K_BRANCH, 0.03, _H_BRANCH)),
-    ((K_POS, 1.0, _H_POS), (K_ATM, 0.03, _H_ATM), (K_XOUT, 0.2, _H_APP), (K_XIN, 0.03, _H_APP),
-     (K_EOD, 0.15, _H_APP)),
+    (
+        (K_POS, 1.1, _H_POS),
+        (K_ATM, 0.03, _H_ATM),
+        (K_XOUT, 0.25, _H_APP),
+        (K_XIN, 0.05, _H_APP),
+        (K_EOD, 0.15, _H_APP),
+        (K_BUY, 0.03, _H_APP),
+    ),
+    (
+        (K_POS, 0.6, _H_POS),
+        (K_XOUT, 0.1, _H_APP),
+        (K_XIN, 0.1, _H_APP),
+        (K_EOD, 0.2, _H_APP),
+        (K_BUY, 0.04, _H_APP),
+    ),
+    (
+        (K_POS, 1.0, _H_POS),
+        (K_XOUT, 0.25, _H_APP),
+        (K_XIN, 0.08, _H_APP),
+        (K_EOD, 0.2, _H_APP),
+        (K_BUY, 0.05, _H_APP),
+        (K_REDEEM, 0.02, _H_APP),
+        (K_BRANCH, 0.01, _H_BRANCH),
+    ),
+    (
+        (K_POS, 1.0, _H_POS),
+        (K_XOUT, 0.3, _H_APP),
+        (K_XIN, 0.1, _H_APP),
+        (K_EOD, 0.2, _H_APP),
+        (K_BUY, 0.06, _H_APP),
+        (K_REDEEM, 0.03, _H_APP),
+        (K_BRANCH, 0.02, _H_BRANCH),
+    ),
+    (
+        (K_POS, 1.2, _H_POS),
+        (K_XOUT, 0.4, _H_APP),
+        (K_XIN, 0.15, _H_APP),
+        (K_EOD, 0.3, _H_APP),
+        (K_BUY, 0.08, _H_APP),
+        (K_REDEEM, 0.05, _H_APP),
+        (K_BRANCH, 0.03, _H_BRANCH),
+    ),
+    (
+        (K_POS, 1.0, _H_POS),
+        (K_ATM, 0.03, _H_ATM),
+        (K_XOUT, 0.2, _H_APP),
+        (K_XIN, 0.03, _H_APP),
+        (K_EOD, 0.15, _H_APP),
+    ),
     ((K_POS, 3.0, _H_POS), (K_XOUT, 0.2, _H_APP), (K_XIN, 0.05, _H_APP), (K_EOD, 0.1, _H_APP)),
     (),  # dormant: nothing customer-initiated
-    ((K_POS, 1.0, _H_POS), (K_XOUT, 0.25, _H_APP), (K_XIN, 0.08, _H_APP), (K_EOD, 0.2, _H_APP),
-     (K_BUY, 0.04, _H_APP)),  # churner before it leaves: an affluent customer
+    (
+        (K_POS, 1.0, _H_POS),
+        (K_XOUT, 0.25, _H_APP),
+        (K_XIN, 0.08, _H_APP),
+        (K_EOD, 0.2, _H_APP),
+        (K_BUY, 0.04, _H_APP),
+    ),  # churner before it leaves: an affluent customer
 )
 _MASS_NO_SALARY: _Rates = ((K_XIN, 0.15, _H_APP),)
 _CHURNING: _Rates = ((K_POS, 0.4, _H_POS), (K_REDEEM, 0.5, _H_APP), (K_CHURN, 0.7, _H_APP))
 _CHURNED: _Rates = ((K_POS, 0.1, _H_POS), (K_XOUT, 0.03, _H_APP))
 #: share of monthly income spent at POS, per persona, spread over its POS rate.
 _POS_SHARE = (0.35, 0.30, 0.15, 0.15, 0.08, 0.04, 0.25, 0.6, 0.1, 0.15)
-_POS_MEAN = tuple(share / (30 * max(r, 0.1)) for share, r in
-                  zip(_POS_SHARE, (0.8, 1.1, 0.6, 1.0, 1.0, 1.2, 1.0, 3.0, 0.1, 1.0), strict=True))
+_POS_MEAN = tuple(
+    share / (30 * max(r, 0.1))
+    for share, r in zip(_POS_SHARE, (0.8, 1.1, 0.6, 1.0, 1.0, 1.2, 1.0, 3.0, 0.1, 1.0), strict=True)
+)
 _CARD_SHARE = (0.5, 0.5, 0.4, 0.6, 0.6, 0.7, 0.5, 0.9, 0.5, 0.5)
 _ATM_NOTES = (10000, 20000, 30000, 50000, 50000, 100000, 100000, 200000, 200000, 300000)
+
 
 def _money(fen: int) -> str:
     """Integer fen as a decimal string with exactly two decimals."""
@@ -167,8 +324,7 @@ def _hms() -> list[str]:
 class _Bank:
     """Per-customer columns and the two daily passes (plan, post)."""
 
-    def __init__(self, customers: int, days: int, seed: int, start: date, home_bank: str,
-                 usd: bool) -> None:
+    def __init__(self, customers: int, days: int, seed: int, start: date, home_bank: str, usd: bool) -> None:
         if customers < 1 or days < 1:
             raise ValueError("customers and days must be at least 1")
         if customers > _CUSTOMER_MASK:
@@ -206,13 +362,29 @@ class _Bank:
         self.t = 0
         self.ts = ""
         self.handlers: list[Callable[[int], None]] = [self._noop] * _KINDS
-        for kind, fn in ((K_POS, self._pos), (K_ATM, self._atm), (K_XOUT, self._xout),
-                         (K_XIN, self._xin), (K_BRANCH, self._branch), (K_SALARY, self._salary),
-                         (K_INTEREST, self._interest), (K_FEE, self._fee), (K_EOD, self._eod),
-                         (K_STMT, self._stmt), (K_FUND, self._fund), (K_WEALTH, self._wealth),
-                         (K_LOAN, self._loan), (K_CSTMT, self._card_stmt), (K_CREPAY, self._card_repay),
-                         (K_BUY, self._buy), (K_REDEEM, self._redeem), (K_CHURN, self._churn),
-                         (K_BIGIN, self._big_in), (K_WAKE, self._wake), (K_PROFILE, self._profile)):
+        for kind, fn in (
+            (K_POS, self._pos),
+            (K_ATM, self._atm),
+            (K_XOUT, self._xout),
+            (K_XIN, self._xin),
+            (K_BRANCH, self._branch),
+            (K_SALARY, self._salary),
+            (K_INTEREST, self._interest),
+            (K_FEE, self._fee),
+            (K_EOD, self._eod),
+            (K_STMT, self._stmt),
+            (K_FUND, self._fund),
+            (K_WEALTH, self._wealth),
+            (K_LOAN, self._loan),
+            (K_CSTMT, self._card_stmt),
+            (K_CREPAY, self._card_repay),
+            (K_BUY, self._buy),
+            (K_REDEEM, self._redeem),
+            (K_CHURN, self._churn),
+            (K_BIGIN, self._big_in),
+            (K_WAKE, self._wake),
+            (K_PROFILE, self._profile),
+        ):
             self.handlers[kind] = fn
 
     # --- the run ---------------------------------------------------------------------------
@@ -293,8 +465,10 @@ class _Bank:
             self.eday[i] = min(int(days * r.uniform(0.1, 0.7)), 65535)
         elif p in (AFFLUENT, WEALTH, HNW, CHURNER):
             lo, hi, inc_lo, inc_hi = {
-                AFFLUENT: (100000, 600000, 20000, 80000), WEALTH: (500000, 5000000, 40000, 200000),
-                HNW: (5000000, 20000000, 150000, 800000), CHURNER: (80000, 900000, 20000, 80000),
+                AFFLUENT: (100000, 600000, 20000, 80000),
+                WEALTH: (500000, 5000000, 40000, 200000),
+                HNW: (5000000, 20000000, 150000, 800000),
+                CHURNER: (80000, 900000, 20000, 80000),
             }[p]
             aum = _log_uniform(r, lo, hi)
             income = _log_uniform(r, inc_lo, inc_hi)
@@ -352,7 +526,10 @@ class _Bank:
             if p in (MASS, SALARIED):  # consumer loan, 3 years
                 principal, months = _log_uniform(r, 20000, 200000) // 10000 * 10000, 36
             else:  # mortgage, 20-30 years, part-way through
-                principal, months = _log_uniform(r, 300000, 2000000) // 1000000 * 1000000, r.choice((240, 300, 360))
+                principal, months = (
+                    _log_uniform(r, 300000, 2000000) // 1000000 * 1000000,
+                    r.choice((240, 300, 360)),
+                )
             rate = 0.041 / 12
             self.loan_pay[i] = int(principal * rate / (1 - (1 + rate) ** -months))
             self.loan[i] = principal
@@ -379,8 +556,9 @@ class _Bank:
         }
         if p in (AFFLUENT, WEALTH, HNW, CHURNER, GROWER):
             attrs["risk_level"] = f"R{r.randint(2, 5)}"
-        self._emit(PROFILES, {"event_id": self._eid(i, cid), "customer_id": cid, "ts": self.ts,
-                              "attributes": attrs})
+        self._emit(
+            PROFILES, {"event_id": self._eid(i, cid), "customer_id": cid, "ts": self.ts, "attributes": attrs}
+        )
         self._bal(i, cid, "D1", "deposit", dep)
         if flags & HAS_TD:
             self._bal(i, cid, "T1", "time_deposit", self.td[i])
@@ -407,7 +585,12 @@ class _Bank:
         buckets = self.buckets
         shift = _SEC_SHIFT
         persona, flags_col, tempo_col, anchor_col, eday_col = (
-            self.persona, self.flags, self.tempo, self.anchor, self.eday)
+            self.persona,
+            self.flags,
+            self.tempo,
+            self.anchor,
+            self.eday,
+        )
         for i in range(lo, hi):
             base = i << 8
             p = persona[i]
@@ -519,8 +702,12 @@ class _Bank:
 
     def _bal(self, i: int, cid: str, acct: str, product: str, fen: int, currency: str | None = None) -> None:
         value: dict[str, Any] = {
-            "event_id": self._eid(i, cid), "customer_id": cid, "account_id": f"{cid}-{acct}",
-            "product": product, "balance": _money(fen), "ts": self.ts,
+            "event_id": self._eid(i, cid),
+            "customer_id": cid,
+            "account_id": f"{cid}-{acct}",
+            "product": product,
+            "balance": _money(fen),
+            "ts": self.ts,
         }
         if currency is not None:
             value["currency"] = currency
@@ -528,13 +715,27 @@ class _Bank:
             value["currency"] = "CNY"
         self._emit(BALANCES, value)
 
-    def _txn(self, i: int, cid: str, amount: int, direction: str, channel: str,
-             counterparty: str | None = None, acct: str = "D1", product: str | None = None,
-             after: int | None = None) -> None:
+    def _txn(
+        self,
+        i: int,
+        cid: str,
+        amount: int,
+        direction: str,
+        channel: str,
+        counterparty: str | None = None,
+        acct: str = "D1",
+        product: str | None = None,
+        after: int | None = None,
+    ) -> None:
         """One posted transaction; deposit postings carry balance_after 90 % of the time."""
         value: dict[str, Any] = {
-            "event_id": self._eid(i, cid), "customer_id": cid, "account_id": f"{cid}-{acct}",
-            "ts": self.ts, "amount": _money(amount), "direction": direction, "channel": channel,
+            "event_id": self._eid(i, cid),
+            "customer_id": cid,
+            "account_id": f"{cid}-{acct}",
+            "ts": self.ts,
+            "amount": _money(amount),
+            "direction": direction,
+            "channel": channel,
         }
         u = self.rng.random()
         if product is not None:
@@ -587,8 +788,17 @@ class _Bank:
             if self.card[i] + amount <= limit:
                 owed = self.card[i] + amount
                 self.card[i] = owed
-                self._txn(i, cid, amount, "debit", "pos", None, "K1", "credit_card",
-                          owed if rng.random() < 0.8 else None)
+                self._txn(
+                    i,
+                    cid,
+                    amount,
+                    "debit",
+                    "pos",
+                    None,
+                    "K1",
+                    "credit_card",
+                    owed if rng.random() < 0.8 else None,
+                )
                 return
         if self._available(i) < amount:
             return  # declined: nothing is posted
@@ -614,8 +824,14 @@ class _Bank:
             if amount < 1000:
                 return
         self.dep[i] -= amount
-        self._txn(i, f"C{i + 1:06d}", amount, "debit", "mobile" if rng.random() < 0.75 else "online",
-                  self._bank(0.45))
+        self._txn(
+            i,
+            f"C{i + 1:06d}",
+            amount,
+            "debit",
+            "mobile" if rng.random() < 0.75 else "online",
+            self._bank(0.45),
+        )
 
     def _xin(self, i: int) -> None:
         rng = self.rng
@@ -744,7 +960,9 @@ class _Bank:
     def _buy(self, i: int) -> None:
         """Move spare deposits into a product (at most 40 % of AUM, so AUM never seems to halve)."""
         flags = self.flags[i]
-        targets = [k for k in (HAS_WM, HAS_FUND, HAS_TD) if flags & k and not (k == HAS_WM and flags & USD_WM)]
+        targets = [
+            k for k in (HAS_WM, HAS_FUND, HAS_TD) if flags & k and not (k == HAS_WM and flags & USD_WM)
+        ]
         if not targets:
             return
         rng = self.rng
@@ -801,8 +1019,14 @@ class _Bank:
         if amount < 100000:
             return
         self.dep[i] -= amount
-        self._txn(i, f"C{i + 1:06d}", amount, "debit", "mobile" if rng.random() < 0.7 else "online",
-                  self.others[int(rng.random() * 4)])
+        self._txn(
+            i,
+            f"C{i + 1:06d}",
+            amount,
+            "debit",
+            "mobile" if rng.random() < 0.7 else "online",
+            self.others[int(rng.random() * 4)],
+        )
 
     def _big_in(self, i: int) -> None:
         """A grower's windfall (bonus, property sale) that lifts AUM over the next threshold."""
@@ -814,8 +1038,14 @@ class _Bank:
             amount = self.income[i] * 3
         self.dep[i] += amount
         branch = rng.random() < 0.3
-        self._txn(i, f"C{i + 1:06d}", amount, "credit", "branch" if branch else "transfer",
-                  None if branch else self._bank(0.4))
+        self._txn(
+            i,
+            f"C{i + 1:06d}",
+            amount,
+            "credit",
+            "branch" if branch else "transfer",
+            None if branch else self._bank(0.4),
+        )
 
     def _wake(self, i: int) -> None:
         """A dormant customer's one visit: a cash withdrawal."""
@@ -833,15 +1063,23 @@ class _Bank:
             attrs = {"household_income": int(self.income[i] * 12 // 100 * rng.uniform(1.0, 2.5))}
         elif u < 0.65:  # the bank's periodic re-segmentation by AUM
             aum = self._aum(i)
-            attrs = {"segment": "mass" if aum < 5000000 else "affluent" if aum < 50000000
-                     else "wealth" if aum < 500000000 else "private"}
+            attrs = {
+                "segment": "mass"
+                if aum < 5000000
+                else "affluent"
+                if aum < 50000000
+                else "wealth"
+                if aum < 500000000
+                else "private"
+            }
         elif u < 0.85:
             attrs = {"high_end_card": rng.random() < 0.7}
         else:
             attrs = {"risk_level": f"R{rng.randint(1, 5)}", "marketing_consent": rng.random() < 0.5}
         cid = f"C{i + 1:06d}"
-        self._emit(PROFILES, {"event_id": self._eid(i, cid), "customer_id": cid, "ts": self.ts,
-                              "attributes": attrs})
+        self._emit(
+            PROFILES, {"event_id": self._eid(i, cid), "customer_id": cid, "ts": self.ts, "attributes": attrs}
+        )
 
 
 # --- noise and lateness overlays ---------------------------------------------------------------
@@ -853,8 +1091,20 @@ _LATE_SHARE = 0.01
 _LATE_BUFFER = 100_000
 
 _BAD_KINDS = (
-    "not_json", "truncated", "nan", "list_attr", "no_seconds", "naive", "bad_amount", "underscore",
-    "negative_loan", "missing", "currency", "channel", "zero", "unknown_topic",
+    "not_json",
+    "truncated",
+    "nan",
+    "list_attr",
+    "no_seconds",
+    "naive",
+    "bad_amount",
+    "underscore",
+    "negative_loan",
+    "missing",
+    "currency",
+    "channel",
+    "zero",
+    "unknown_topic",
 )
 
 
@@ -870,25 +1120,42 @@ def _bad_record(rng: random.Random, serial: int, like: dict[str, Any]) -> dict[s
     acct = f"{cid}-D1"
     kind = _BAD_KINDS[int(rng.random() * len(_BAD_KINDS))]
     topic = TRANSACTIONS
-    txn = {"event_id": eid, "customer_id": cid, "account_id": acct, "ts": ts, "amount": "88.00",
-           "direction": "debit", "channel": "pos"}
+    txn = {
+        "event_id": eid,
+        "customer_id": cid,
+        "account_id": acct,
+        "ts": ts,
+        "amount": "88.00",
+        "direction": "debit",
+        "channel": "pos",
+    }
     if kind == "not_json":
-        raw = rng.choice((
-            f"customer_id={cid};account={acct};amount=88.00;dir=D",
-            "<html><body><h1>502 Bad Gateway</h1></body></html>",
-            "\ufffd\ufffd\x00\x01core-banking heartbeat",
-        ))
+        raw = rng.choice(
+            (
+                f"customer_id={cid};account={acct};amount=88.00;dir=D",
+                "<html><body><h1>502 Bad Gateway</h1></body></html>",
+                "\ufffd\ufffd\x00\x01core-banking heartbeat",
+            )
+        )
     elif kind == "truncated":
         text = _compact(txn)
         raw = text[: len(text) * 2 // 3]
     elif kind == "nan":
         topic = BALANCES
-        raw = (f'{{"event_id":"{eid}","customer_id":"{cid}","account_id":"{cid}-F1",'
-               f'"product":"fund","balance":NaN,"ts":"{ts}"}}')
+        raw = (
+            f'{{"event_id":"{eid}","customer_id":"{cid}","account_id":"{cid}-F1",'
+            f'"product":"fund","balance":NaN,"ts":"{ts}"}}'
+        )
     elif kind == "list_attr":
         topic = PROFILES
-        raw = _compact({"event_id": eid, "customer_id": cid, "ts": ts,
-                        "attributes": {"segment": ["affluent", "payroll"], "age": 41}})
+        raw = _compact(
+            {
+                "event_id": eid,
+                "customer_id": cid,
+                "ts": ts,
+                "attributes": {"segment": ["affluent", "payroll"], "age": 41},
+            }
+        )
     elif kind == "no_seconds":
         raw = _compact({**txn, "ts": ts[:16] + ts[19:]})
     elif kind == "naive":
@@ -897,12 +1164,28 @@ def _bad_record(rng: random.Random, serial: int, like: dict[str, Any]) -> dict[s
         raw = _compact({**txn, "amount": "12.345"})
     elif kind == "underscore":
         topic = BALANCES
-        raw = _compact({"event_id": eid, "customer_id": cid, "account_id": acct, "product": "deposit",
-                        "balance": "1_000", "ts": ts})
+        raw = _compact(
+            {
+                "event_id": eid,
+                "customer_id": cid,
+                "account_id": acct,
+                "product": "deposit",
+                "balance": "1_000",
+                "ts": ts,
+            }
+        )
     elif kind == "negative_loan":
         topic = BALANCES
-        raw = _compact({"event_id": eid, "customer_id": cid, "account_id": f"{cid}-L1", "product": "loan",
-                        "balance": "-1200.00", "ts": ts})
+        raw = _compact(
+            {
+                "event_id": eid,
+                "customer_id": cid,
+                "account_id": f"{cid}-L1",
+                "product": "loan",
+                "balance": "-1200.00",
+                "ts": ts,
+            }
+        )
     elif kind == "missing":
         field = rng.choice(("account_id", "direction", "ts", "amount"))
         raw = _compact({k: v for k, v in txn.items() if k != field})
@@ -919,14 +1202,18 @@ def _bad_record(rng: random.Random, serial: int, like: dict[str, Any]) -> dict[s
 
 def _oversize(serial: int, like: dict[str, Any]) -> dict[str, Any]:
     cid = like.get("customer_id", "C000001")
-    value = {"event_id": f"{cid}-N{serial:06d}", "customer_id": cid,
-             "ts": like.get("ts", "2026-01-01T00:00:00+08:00"),
-             "attributes": {"segment": "mass", "notes": "客户备注" * 17_000}}
+    value = {
+        "event_id": f"{cid}-N{serial:06d}",
+        "customer_id": cid,
+        "ts": like.get("ts", "2026-01-01T00:00:00+08:00"),
+        "attributes": {"segment": "mass", "notes": "客户备注" * 17_000},
+    }
     return {"topic": PROFILES, "value": _compact(value)}
 
 
-def _with_noise(stream: Iterator[tuple[int, dict[str, Any]]], seed: int
-                ) -> Iterator[tuple[int, dict[str, Any]]]:
+def _with_noise(
+    stream: Iterator[tuple[int, dict[str, Any]]], seed: int
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Redeliver ~1.5 % of events right after themselves and slip in ~0.7 % bad records."""
     rng = random.Random(f"{seed}:noise")
     rnd = rng.random
@@ -956,8 +1243,9 @@ def _delay(rng: random.Random) -> int:
     return rng.randint(7 * 86400, int(9.5 * 86400))
 
 
-def _with_lateness(stream: Iterator[tuple[int, dict[str, Any]]], seed: int
-                   ) -> Iterator[tuple[int, dict[str, Any]]]:
+def _with_lateness(
+    stream: Iterator[tuple[int, dict[str, Any]]], seed: int
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Hold ~1 % of events back and release them once the stream passes ts + delay.
 
     Held events wait as compact JSON in a heap of bounded size, so memory stays
@@ -982,9 +1270,17 @@ def _with_lateness(stream: Iterator[tuple[int, dict[str, Any]]], seed: int
 
 
 # --- public API ------------------------------------------------------------------------------
-def generate_events(customers: int, days: int, seed: int, start: date | None = None,
-                    noise: bool = False, late: bool = False, *, home_bank: str = "CMB",
-                    usd: bool = True) -> Iterator[dict[str, Any]]:
+def generate_events(
+    customers: int,
+    days: int,
+    seed: int,
+    start: date | None = None,
+    noise: bool = False,
+    late: bool = False,
+    *,
+    home_bank: str = "CMB",
+    usd: bool = True,
+) -> Iterator[dict[str, Any]]:
     """Yield event-file lines as dicts {"topic": ..., "value": {...} or "raw string"}.
 
     Lazy: the first lines come before later customers exist. Arguments are checked

@@ -66,8 +66,10 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     for server in servers or [""]:
         host, _, port = server.rpartition(":")
         if not host or not port.isdigit():
-            raise KafkaIOError(f"broker URL {settings.broker_url!r} is not like kafka://host:9092[;host:port]; "
-                               "fix --broker or TIERSTREAM_BROKER_URL")
+            raise KafkaIOError(
+                f"broker URL {settings.broker_url!r} is not like kafka://host:9092[;host:port]; "
+                "fix --broker or TIERSTREAM_BROKER_URL"
+            )
     kwargs: dict[str, Any] = {"bootstrap_servers": servers}
     protocol = settings.broker_security_protocol.upper()
     if protocol != "PLAINTEXT":
@@ -115,8 +117,9 @@ async def _close_quietly(client: Any) -> None:
         await close()
 
 
-async def ensure_topics(settings_or_bootstrap: Settings | str | Sequence[str], names: Sequence[str],
-                        partitions: int) -> list[str]:
+async def ensure_topics(
+    settings_or_bootstrap: Settings | str | Sequence[str], names: Sequence[str], partitions: int
+) -> list[str]:
     """Create the missing topics with `partitions` partitions (replication 1); return those created.
 
     Run it before any client names a topic: Tansu auto-creates any topic a client
@@ -139,8 +142,10 @@ async def ensure_topics(settings_or_bootstrap: Settings | str | Sequence[str], n
             if code == 0:
                 created.append(entry["topic"])
             elif code != 36:  # TOPIC_ALREADY_EXISTS: someone else was quicker; fine
-                raise KafkaIOError(f"cannot create topic {entry['topic']!r}: error {code} "
-                                   f"({entry.get('error_message') or 'no message'})")
+                raise KafkaIOError(
+                    f"cannot create topic {entry['topic']!r}: error {code} "
+                    f"({entry.get('error_message') or 'no message'})"
+                )
         return created
     finally:
         await _close_quietly(admin)
@@ -209,7 +214,7 @@ def _shift_raw(raw: bytes, old: str, new: str) -> bytes:
         start = m.end() - 1
         if raw.startswith(quoted_old, start):
             quoted_new = json.dumps(new).encode("utf-8")
-            return raw[:start] + quoted_new + raw[start + len(quoted_old):]
+            return raw[:start] + quoted_new + raw[start + len(quoted_old) :]
     return raw
 
 
@@ -236,8 +241,14 @@ def _parse_line(line: bytes, stats: _Stats) -> tuple[str, Any, bool] | None:
     return topic, value, isinstance(value, str)
 
 
-async def replay(settings: Settings, lines: Iterable[tuple[int, bytes]], rate: float | None, live: bool,
-                 *, log: Log = _stderr) -> int:
+async def replay(
+    settings: Settings,
+    lines: Iterable[tuple[int, bytes]],
+    rate: float | None,
+    live: bool,
+    *,
+    log: Log = _stderr,
+) -> int:
     """Publish an event file's input records, keyed by customer_id; return how many were sent.
 
     Record timestamps: the emission-order time (running max of event `ts`, strictly
@@ -279,8 +290,9 @@ async def replay(settings: Settings, lines: Iterable[tuple[int, bytes]], rate: f
             if delay > 0.001:
                 await asyncio.sleep(delay)
         try:
-            fut = await producer.send(settings.topic(record.topic), record.payload, key=record.key,
-                                      timestamp_ms=ts_ms)
+            fut = await producer.send(
+                settings.topic(record.topic), record.payload, key=record.key, timestamp_ms=ts_ms
+            )
         except MessageSizeTooLargeError:
             stats.too_large += 1
             return
@@ -349,14 +361,19 @@ async def replay(settings: Settings, lines: Iterable[tuple[int, bytes]], rate: f
         await _close_quietly(producer)
     elapsed = max(time.monotonic() - began, 1e-9)
     log(f"replay: published {sent:,} records in {elapsed:.2f}s ({sent / elapsed:,.0f}/s)")
-    skipped = {"not JSON": stats.not_json, "naming no input topic": stats.no_topic,
-               "larger than the producer's max request size": stats.too_large}
+    skipped = {
+        "not JSON": stats.not_json,
+        "naming no input topic": stats.no_topic,
+        "larger than the producer's max request size": stats.too_large,
+    }
     for why, n in skipped.items():
         if n:
             log(f"replay: skipped {n:,} lines {why}")
     if stats.ahead:
-        log(f"replay: {stats.ahead:,} events went out over 5 minutes before their shifted time "
-            "(a worker dead-letters them as future_timestamp); use a lower --rate or a shorter file")
+        log(
+            f"replay: {stats.ahead:,} events went out over 5 minutes before their shifted time "
+            "(a worker dead-letters them as future_timestamp); use a lower --rate or a shorter file"
+        )
     return sent
 
 
@@ -382,9 +399,12 @@ async def _output_partitions(admin: Any, names: Iterable[str]) -> set[Any]:
     from aiokafka.structs import TopicPartition
 
     wanted = set(names)
-    return {TopicPartition(t["topic"], p["partition"])
-            for t in await admin.describe_topics(None) if t["topic"] in wanted and t["error_code"] == 0
-            for p in t["partitions"]}
+    return {
+        TopicPartition(t["topic"], p["partition"])
+        for t in await admin.describe_topics(None)
+        if t["topic"] in wanted and t["error_code"] == 0
+        for p in t["partitions"]
+    }
 
 
 async def capture(settings: Settings, out: TextIO, idle_seconds: float, *, log: Log = _stderr) -> int:
@@ -404,8 +424,9 @@ async def capture(settings: Settings, out: TextIO, idle_seconds: float, *, log: 
     names = {settings.topic(t): t for t in OUTPUT_TOPICS}
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await _start(admin, settings)
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     try:
         await _start(consumer, settings)
     except BrokerUnreachable:

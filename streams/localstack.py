@@ -68,8 +68,16 @@ class Proc:
     parallel test sessions on one machine never touch each other's servers.
     """
 
-    def __init__(self, name: str, argv: Sequence[str], port: int, url: str, log_path: Path,
-                 ready: Callable[[int], bool], cwd: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        url: str,
+        log_path: Path,
+        ready: Callable[[int], bool],
+        cwd: Path,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.port = port
@@ -171,8 +179,9 @@ class Proc:
     def __enter__(self) -> Proc:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -240,9 +249,19 @@ def start_broker(workdir: Path, port: int | None = None, timeout: float = START_
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     listener = f"tcp://{HOST}:{port}"
-    argv = [broker_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
-            "--storage-engine", "memory://tansu/"]
-    proc = Proc("broker", argv, port, f"kafka://{HOST}:{port}", workdir / f"broker-{port}.log", _accepts, workdir)
+    argv = [
+        broker_binary(),
+        "broker",
+        "--listener-url",
+        listener,
+        "--advertised-listener-url",
+        listener,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    proc = Proc(
+        "broker", argv, port, f"kafka://{HOST}:{port}", workdir / f"broker-{port}.log", _accepts, workdir
+    )
     return proc.start(timeout)
 
 
@@ -252,10 +271,22 @@ def start_redis(workdir: Path, port: int | None = None, timeout: float = START_T
     port = port or free_port()
     data = workdir / f"redis-{port}"
     data.mkdir(exist_ok=True)
-    argv = [redis_binary(), "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
-            "--dir", str(data)]
-    proc = Proc("redis-server", argv, port, f"redis://{HOST}:{port}/0", workdir / f"redis-{port}.log",
-                _pongs, workdir)
+    argv = [
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        HOST,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data),
+    ]
+    proc = Proc(
+        "redis-server", argv, port, f"redis://{HOST}:{port}/0", workdir / f"redis-{port}.log", _pongs, workdir
+    )
     return proc.start(timeout)
 
 

@@ -22,20 +22,34 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.lag = Gauge("tierstream_consumer_lag", "Records not yet applied, from the high watermark",
-                         ["topic", "partition"], registry=r)
-        self.records = Counter("tierstream_records", "Consumed input records by outcome", ["outcome"], registry=r)
+        self.lag = Gauge(
+            "tierstream_consumer_lag",
+            "Records not yet applied, from the high watermark",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.records = Counter(
+            "tierstream_records", "Consumed input records by outcome", ["outcome"], registry=r
+        )
         self.outputs = Counter("tierstream_outputs", "Output records by type", ["type"], registry=r)
         self.latency = Histogram(
-            "tierstream_event_to_output_seconds", "Input record timestamp to output delivered",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r,
+            "tierstream_event_to_output_seconds",
+            "Input record timestamp to output delivered",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
         )
-        self.dead_letters = Counter("tierstream_dead_letters", "Dead-lettered records by error", ["error"], registry=r)
-        self.redis_failures = Counter("tierstream_redis_write_failures", "Failed Redis pipeline writes", registry=r)
-        self.redis_pending = Gauge("tierstream_redis_pending_customers", "Customers waiting for a Redis write",
-                                   registry=r)
-        self.customers = Gauge("tierstream_customers", "Customers by tier on this worker's partitions", ["tier"],
-                               registry=r)
+        self.dead_letters = Counter(
+            "tierstream_dead_letters", "Dead-lettered records by error", ["error"], registry=r
+        )
+        self.redis_failures = Counter(
+            "tierstream_redis_write_failures", "Failed Redis pipeline writes", registry=r
+        )
+        self.redis_pending = Gauge(
+            "tierstream_redis_pending_customers", "Customers waiting for a Redis write", registry=r
+        )
+        self.customers = Gauge(
+            "tierstream_customers", "Customers by tier on this worker's partitions", ["tier"], registry=r
+        )
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -26,16 +26,18 @@ async def read_changelog(settings: Settings, idle_seconds: float = 2.0) -> dict[
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topic = f"{settings.app_id}-customers-changelog"
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     latest: dict[bytes, bytes] = {}
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
             await consumer.stop()
-            consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False,
-                                        auto_offset_reset="earliest")
+            consumer = AIOKafkaConsumer(
+                **client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest"
+            )
             await consumer.start()
             await consumer.topics()
             partitions = consumer.partitions_for_topic(topic) or set()
@@ -62,22 +64,27 @@ async def rebuild(settings: Settings, rules: Rules) -> tuple[int, dict[str, int]
     tables = await read_changelog(settings)
     engine = PartitionEngine(rules)
     specs = engine.ledger.specs
-    client: Any = aioredis.Redis.from_url(settings.redis_url,
-                                          password=settings.redis_password.get_secret_value() or None)
+    client: Any = aioredis.Redis.from_url(
+        settings.redis_url, password=settings.redis_password.get_secret_value() or None
+    )
     counts = dict.fromkeys(rules.tier_ids, 0)
     written = 0
     try:
         pipe = client.pipeline(transaction=False)
         for key, value in tables.items():
             if key.startswith(MARKER_PREFIX):
-                partition = int(key[len(MARKER_PREFIX):])
+                partition = int(key[len(MARKER_PREFIX) :])
                 marker = orjson.loads(value)
-                pipe.hset(f"{TIER_COUNTS_KEY}:p{partition}",
-                          mapping={t: marker.get("counts", {}).get(t, 0) for t in rules.tier_ids})
+                pipe.hset(
+                    f"{TIER_COUNTS_KEY}:p{partition}",
+                    mapping={t: marker.get("counts", {}).get(t, 0) for t in rules.tier_ids},
+                )
                 continue
             customer = codec.decode(value, specs)
             counts[rules.tier_ids[customer.tier]] += 1
-            pipe.hset(CUSTOMER_KEY.format(key.decode("utf-8")), mapping=customer_fields(engine, customer, rules))
+            pipe.hset(
+                CUSTOMER_KEY.format(key.decode("utf-8")), mapping=customer_fields(engine, customer, rules)
+            )
             written += 1
             if written % 1000 == 0:
                 await pipe.execute()

@@ -73,7 +73,10 @@ class RedisServing:
         self.needs_refresh = False
         password = settings.redis_password.get_secret_value() or None
         self.client = aioredis.Redis.from_url(
-            settings.redis_url, password=password, socket_timeout=0.5, socket_connect_timeout=0.5,
+            settings.redis_url,
+            password=password,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
         )
         self.interval = 0.2
 
@@ -107,7 +110,7 @@ class RedisServing:
             if replies[0]:  # the epoch was missing: this cache lost (or never had) our data
                 self.needs_refresh = True
             total: Counter[str] = Counter()
-            for part_counts in replies[-self.settings.partitions:]:
+            for part_counts in replies[-self.settings.partitions :]:
                 for tier, n in part_counts.items():
                     total[tier.decode() if isinstance(tier, bytes) else tier] += int(n)
             if total:
@@ -118,7 +121,9 @@ class RedisServing:
                 self.pending.setdefault(cid, fields)
             for partition, tiers in counts.items():
                 self.pending_counts.setdefault(partition, tiers)
-            log.warning("redis write failed (%s); %d customers pending", type(exc).__name__, len(self.pending))
+            log.warning(
+                "redis write failed (%s); %d customers pending", type(exc).__name__, len(self.pending)
+            )
             self.interval = min(5.0, self.interval * 2)
             return False
         finally:

@@ -16,7 +16,9 @@ from .engine.evaluate import OUTPUT_TOPICS
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TIERSTREAM_", extra="ignore")
 
-    broker_url: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap, kafka://host:port[;host:port]")
+    broker_url: str = Field(
+        "kafka://127.0.0.1:9092", description="Kafka bootstrap, kafka://host:port[;host:port]"
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis serving cache")
     rules: str = Field("cmb", description="rules file or preset name")
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
@@ -26,7 +28,9 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("", description="prepended to every topic name, inputs and outputs")
     partitions: int = Field(8, ge=1, description="partitions of the input topics (co-partitioned)")
     # -- security (production); empty means plaintext
-    broker_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    broker_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
     broker_sasl_mechanism: str = Field("PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
     broker_sasl_username: str = Field("", description="SASL user")
     broker_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password")

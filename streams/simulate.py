@@ -26,8 +26,11 @@ def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return [engine.dead_letter(None, 0, number, None, line, d.INVALID_JSON,
-                                   f"line is not UTF-8: {exc.reason}")]
+        return [
+            engine.dead_letter(
+                None, 0, number, None, line, d.INVALID_JSON, f"line is not UTF-8: {exc.reason}"
+            )
+        ]
     try:
         doc = loads(text)
     except NotJson as exc:
@@ -35,19 +38,32 @@ def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]
     topic = doc.get("topic") if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or topic not in d.INPUT_TOPICS or "value" not in doc:
         value = doc.get("value") if isinstance(doc, dict) else None
-        payload = (value.encode("utf-8") if isinstance(value, str)
-                   else dumps_compact(value).encode("utf-8") if value is not None else line)
-        return [engine.dead_letter(
-            topic if isinstance(topic, str) else None, 0, number, d.guess_customer(value), payload,
-            d.SCHEMA_VIOLATION,
-            f"the line names no input topic ({', '.join(d.INPUT_TOPICS)}) with a value",
-        )]
+        payload = (
+            value.encode("utf-8")
+            if isinstance(value, str)
+            else dumps_compact(value).encode("utf-8")
+            if value is not None
+            else line
+        )
+        return [
+            engine.dead_letter(
+                topic if isinstance(topic, str) else None,
+                0,
+                number,
+                d.guess_customer(value),
+                payload,
+                d.SCHEMA_VIOLATION,
+                f"the line names no input topic ({', '.join(d.INPUT_TOPICS)}) with a value",
+            )
+        ]
     value = doc["value"]
     if isinstance(value, str):
         # A lone surrogate ("\ud800") is not UTF-8: keep its bytes, as a broken producer
         # would send them, so the record is dead-lettered rather than crashing the run.
-        return engine.process_payload(topic, value.encode("utf-8", "surrogatepass"), partition=0, offset=number,
-                                      key=d.guess_key(value))
+        return engine.process_payload(
+            topic, value.encode("utf-8", "surrogatepass"), partition=0, offset=number, key=d.guess_key(value)
+        )
+
     def compact() -> bytes:
         return dumps_compact(value).encode("utf-8")
 
@@ -55,9 +71,17 @@ def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]
     if len(line) > engine.rules.max_record_bytes:
         raw = compact()
         if len(raw) > engine.rules.max_record_bytes:
-            return [engine.dead_letter(topic, 0, number, d.guess_customer(value), raw, d.OVERSIZE,
-                                       f"record of {len(raw)} bytes exceeds max_record_bytes "
-                                       f"{engine.rules.max_record_bytes}")]
+            return [
+                engine.dead_letter(
+                    topic,
+                    0,
+                    number,
+                    d.guess_customer(value),
+                    raw,
+                    d.OVERSIZE,
+                    f"record of {len(raw)} bytes exceeds max_record_bytes {engine.rules.max_record_bytes}",
+                )
+            ]
     return engine.process_value(topic, value, compact, partition=0, offset=number)
 
 

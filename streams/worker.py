@@ -177,7 +177,11 @@ class Worker:
             for name in ("tier.changes", "tier.opportunities", "customer.churn-warnings", DLQ)
         }
         self.table = app.Table(
-            "customers", default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes,
+            "customers",
+            default=None,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
         )
         self.partitions: dict[int, Partition] = {}
         self.lock = asyncio.Lock()
@@ -217,7 +221,10 @@ class Worker:
         part = self.partitions.get(number)
         if part is None:
             engine = PartitionEngine(
-                self.rules, now=wall_clock_us, wall=wall_clock_us, eager=False,
+                self.rules,
+                now=wall_clock_us,
+                wall=wall_clock_us,
+                eager=False,
             )
             store = CustomerStore(self.table, engine.ledger.specs)
             engine.customers = store
@@ -237,7 +244,9 @@ class Worker:
         part.engine.clock_day = doc["clock_day"]
         part.swept_day = doc.get("swept_day")
         part.tier_counts = dict(doc.get("counts", {}))
-        part.applied = {t: doc["offsets"][str(i)] for t, i in self.topic_index.items() if str(i) in doc["offsets"]}
+        part.applied = {
+            t: doc["offsets"][str(i)] for t, i in self.topic_index.items() if str(i) in doc["offsets"]
+        }
 
     def _load_ids(self, part: Partition) -> None:
         """Customer ids of this partition: the table keys whose state says so."""
@@ -250,7 +259,9 @@ class Worker:
     def _marker(self, part: Partition) -> bytes:
         engine = part.engine
         doc = {
-            "clock": engine.clock, "clock_day": engine.clock_day, "swept_day": part.swept_day,
+            "clock": engine.clock,
+            "clock_day": engine.clock_day,
+            "swept_day": part.swept_day,
             "counts": part.tier_counts,
             "offsets": {str(self.topic_index[t]): o for t, o in part.applied.items()},
         }
@@ -370,8 +381,11 @@ class Worker:
                     msg = event.message
                     key = msg.key.decode("utf-8", "replace") if msg.key else None
                     produced = engine.process_payload(
-                        self._bare(msg.topic), msg.value or b"", partition=msg.partition,
-                        offset=msg.offset, key=key,
+                        self._bare(msg.topic),
+                        msg.value or b"",
+                        partition=msg.partition,
+                        offset=msg.offset,
+                        key=key,
                     )
                     self._count(engine)
                     self._count_tiers(part, produced)
@@ -425,15 +439,19 @@ class Worker:
             return
         futures = []
         for (topic, key, value), _ in outputs:
-            futures.append(await self.outputs[topic].send(
-                key=key.encode("utf-8") if key else None,
-                value=orjson.dumps(value),
-            ))
+            futures.append(
+                await self.outputs[topic].send(
+                    key=key.encode("utf-8") if key else None,
+                    value=orjson.dumps(value),
+                )
+            )
         await self.app.producer.flush()
         await asyncio.gather(*futures)
         now = time.time()
         for (topic, _, value), ts in outputs:
-            self.metrics.outputs.labels(type=value.get("type", "dead_letter") if topic != DLQ else "dead_letter").inc()
+            self.metrics.outputs.labels(
+                type=value.get("type", "dead_letter") if topic != DLQ else "dead_letter"
+            ).inc()
             if ts is not None:
                 self.metrics.latency.observe(max(0.0, now - ts))
 
@@ -502,8 +520,9 @@ class Worker:
         tables: Any = self.app.tables
         recovered = bool(tables.recovery.completed.is_set())
         ok = bool(self.ready and assigned and recovered)
-        return web.json({"ready": ok, "assigned": len(assigned), "recovered": recovered},
-                        status=200 if ok else 503)
+        return web.json(
+            {"ready": ok, "assigned": len(assigned), "recovered": recovered}, status=200 if ok else 503
+        )
 
     def _update_lag(self) -> None:
         consumer = self.app.consumer
@@ -524,5 +543,6 @@ class Worker:
             done = -1
             if part is not None:
                 done = part.applied.get(tp.topic, -1)
-            self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - (done + 1)))
-
+            self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(0, high - (done + 1))
+            )

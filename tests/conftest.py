@@ -49,23 +49,70 @@ class Book:
         self.n += 1
         return f"e{self.n}"
 
-    def balance(self, ts: str, amount: str, customer: str = "A", account: str = "A1",
-                product: str = "deposit", **extra: Any) -> Book:
-        self.lines.append({"topic": "bank.balances", "value": {
-            "event_id": extra.pop("event_id", self._id()), "customer_id": customer, "account_id": account,
-            "product": product, "balance": amount, "ts": ts, **extra}})
+    def balance(
+        self,
+        ts: str,
+        amount: str,
+        customer: str = "A",
+        account: str = "A1",
+        product: str = "deposit",
+        **extra: Any,
+    ) -> Book:
+        self.lines.append(
+            {
+                "topic": "bank.balances",
+                "value": {
+                    "event_id": extra.pop("event_id", self._id()),
+                    "customer_id": customer,
+                    "account_id": account,
+                    "product": product,
+                    "balance": amount,
+                    "ts": ts,
+                    **extra,
+                },
+            }
+        )
         return self
 
-    def txn(self, ts: str, amount: str, direction: str = "debit", channel: str = "mobile",
-            customer: str = "A", account: str = "A1", **extra: Any) -> Book:
-        self.lines.append({"topic": "bank.transactions", "value": {
-            "event_id": extra.pop("event_id", self._id()), "customer_id": customer, "account_id": account,
-            "amount": amount, "direction": direction, "channel": channel, "ts": ts, **extra}})
+    def txn(
+        self,
+        ts: str,
+        amount: str,
+        direction: str = "debit",
+        channel: str = "mobile",
+        customer: str = "A",
+        account: str = "A1",
+        **extra: Any,
+    ) -> Book:
+        self.lines.append(
+            {
+                "topic": "bank.transactions",
+                "value": {
+                    "event_id": extra.pop("event_id", self._id()),
+                    "customer_id": customer,
+                    "account_id": account,
+                    "amount": amount,
+                    "direction": direction,
+                    "channel": channel,
+                    "ts": ts,
+                    **extra,
+                },
+            }
+        )
         return self
 
     def profile(self, ts: str, customer: str = "A", **attributes: Any) -> Book:
-        self.lines.append({"topic": "bank.profiles", "value": {
-            "event_id": self._id(), "customer_id": customer, "ts": ts, "attributes": attributes}})
+        self.lines.append(
+            {
+                "topic": "bank.profiles",
+                "value": {
+                    "event_id": self._id(),
+                    "customer_id": customer,
+                    "ts": ts,
+                    "attributes": attributes,
+                },
+            }
+        )
         return self
 
     def raw(self, topic: str, text: str) -> Book:
@@ -80,12 +127,16 @@ def strip_wall(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if k not in ("emitted_at", "at")}
 
 
-def run(rules: Rules, lines: Iterable[bytes], until: str | None = None, now: str | None = None
-        ) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
+def run(
+    rules: Rules, lines: Iterable[bytes], until: str | None = None, now: str | None = None
+) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
     outputs: list[tuple[str, dict[str, Any]]] = []
     engine = simulate(
-        rules, [(i, ln) for i, ln in enumerate(lines) if ln.strip()], lambda o: outputs.append((o[0], strip_wall(o[2]))),
-        until=parse_instant(until) if until else None, now=parse_instant(now) if now else None,
+        rules,
+        [(i, ln) for i, ln in enumerate(lines) if ln.strip()],
+        lambda o: outputs.append((o[0], strip_wall(o[2]))),
+        until=parse_instant(until) if until else None,
+        now=parse_instant(now) if now else None,
     )
     return outputs, engine
 

@@ -53,8 +53,15 @@ def partition_of(data: bytes) -> int:
 
 def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> bytes:
     doc = [
-        FORMAT, c.first_day, c.day, c.last_instant, c.tier, c.tier_since, c.below_since,
-        c.last_txn_day, c.dormant_fired,
+        FORMAT,
+        c.first_day,
+        c.day,
+        c.last_instant,
+        c.tier,
+        c.tier_since,
+        c.below_since,
+        c.last_txn_day,
+        c.dormant_fired,
         [[acc, obs] for acc, obs in c.accounts.items()],
         [[name, ts, eid, _attr_out(v)] for name, (ts, eid, v) in c.attrs.items()],
         [[_ring_out(s.ring, spec.size, c.day), s.sums] for s, spec in zip(c.series, specs, strict=True)],
@@ -69,8 +76,23 @@ def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
     doc = orjson.loads(zlib.decompress(data[2:]))
     if doc[0] != FORMAT:
         raise ValueError(f"unknown customer state format {doc[0]}")
-    (_, first_day, day, last_instant, tier, tier_since, below_since, last_txn_day, dormant,
-     accounts, attrs, series, opp_last, churn_last, seen) = doc
+    (
+        _,
+        first_day,
+        day,
+        last_instant,
+        tier,
+        tier_since,
+        below_since,
+        last_txn_day,
+        dormant,
+        accounts,
+        attrs,
+        series,
+        opp_last,
+        churn_last,
+        seen,
+    ) = doc
     c = Customer(first_day, last_instant, specs)
     c.day, c.tier, c.tier_since, c.below_since = day, tier, tier_since, below_since
     c.last_txn_day, c.dormant_fired = last_txn_day, dormant

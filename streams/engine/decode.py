@@ -34,7 +34,13 @@ TOO_LATE = "too_late"
 FUTURE_TIMESTAMP = "future_timestamp"
 OVERSIZE = "oversize"
 ERROR_CODES = (
-    INVALID_JSON, SCHEMA_VIOLATION, BAD_AMOUNT, NAIVE_TIMESTAMP, TOO_LATE, FUTURE_TIMESTAMP, OVERSIZE,
+    INVALID_JSON,
+    SCHEMA_VIOLATION,
+    BAD_AMOUNT,
+    NAIVE_TIMESTAMP,
+    TOO_LATE,
+    FUTURE_TIMESTAMP,
+    OVERSIZE,
 )
 
 
@@ -163,8 +169,10 @@ class Decoder:
     def _wire_fen(raw: Any, name: str) -> int:
         """The amount as written, in fen of its own currency."""
         try:
-            return text_to_fen(raw) if isinstance(raw, str) else (
-                raw * 100 if isinstance(raw, int) else decimal_to_fen(raw)
+            return (
+                text_to_fen(raw)
+                if isinstance(raw, str)
+                else (raw * 100 if isinstance(raw, int) else decimal_to_fen(raw))
             )
         except AmountError as exc:
             raise BadRecord(BAD_AMOUNT, f"{name}: {exc}") from None
@@ -221,14 +229,24 @@ class Decoder:
         if raw_after is not None:
             after = self._wire_fen(raw_after, "balance_after")
             if liability and after < 0:
-                raise BadRecord(BAD_AMOUNT, f"balance_after: a {product} balance is the amount owed and must be >= 0")
+                raise BadRecord(
+                    BAD_AMOUNT, f"balance_after: a {product} balance is the amount owed and must be >= 0"
+                )
             if rate:
                 after = convert(after, *rate)
         if rate:
             fen = convert(fen, *rate)
         return Transaction(
-            event_id, customer_id, ts, account_id, fen, direction == "debit", channel,
-            counterparty, after, liability,
+            event_id,
+            customer_id,
+            ts,
+            account_id,
+            fen,
+            direction == "debit",
+            channel,
+            counterparty,
+            after,
+            liability,
         )
 
     def _profile(self, value: dict[str, Any]) -> Profile:

@@ -21,8 +21,12 @@ DLQ = "tierstream.dlq"
 OUTPUT_TOPICS = (TIER_CHANGES, OPPORTUNITIES, CHURN_WARNINGS, DLQ)
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
-    "==": operator.eq, "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 
 Getter = Callable[[Customer], Any]
@@ -160,8 +164,13 @@ class Evaluator:
             "|".join([kind, customer_id, *ids, effective_at, version]).encode("utf-8")
         ).hexdigest()[:32]
         return {
-            "type": kind, "schema_version": 1, "event_id": digest, "customer_id": customer_id,
-            "effective_at": effective_at, "rules_version": version, "emitted_at": self.emitted_at(),
+            "type": kind,
+            "schema_version": 1,
+            "event_id": digest,
+            "customer_id": customer_id,
+            "effective_at": effective_at,
+            "rules_version": version,
+            "emitted_at": self.emitted_at(),
         }
 
     # ------------------------------------------------------------------ evaluation
@@ -188,7 +197,8 @@ class Evaluator:
         if changed:
             value = self._envelope("tier_changed", customer_id, [tiers[current], tiers[qualified]], instant)
             value.update(
-                from_tier=tiers[current], to_tier=tiers[qualified],
+                from_tier=tiers[current],
+                to_tier=tiers[qualified],
                 direction="upgrade" if qualified > current else "downgrade",
                 matched=matched.text if matched is not None else None,
                 metrics=self.render_metrics(c, self.output_metrics),
@@ -213,9 +223,12 @@ class Evaluator:
                             "upgrade_opportunity", customer_id, [tiers[current], tiers[target]], instant
                         )
                         value.update(
-                            current_tier=tiers[current], target_tier=tiers[target],
-                            metric=cond.metric.name, value=format_fen(value_fen),
-                            threshold=format_fen(cond.literal), gap=format_fen(cond.literal - value_fen),
+                            current_tier=tiers[current],
+                            target_tier=tiers[target],
+                            metric=cond.metric.name,
+                            value=format_fen(value_fen),
+                            threshold=format_fen(cond.literal),
+                            gap=format_fen(cond.literal - value_fen),
                         )
                         out.append((OPPORTUNITIES, customer_id, value))
         # -- churn warnings
@@ -251,7 +264,9 @@ class Evaluator:
             severity = "medium"
         value = self._envelope("churn_warning", customer_id, [reason], instant)
         value.update(
-            tier=self.tier_ids[c.tier], reason=reason, severity=severity,
+            tier=self.tier_ids[c.tier],
+            reason=reason,
+            severity=severity,
             metrics=self.render_metrics(c, self.churn_metrics),
         )
         out.append((CHURN_WARNINGS, customer_id, value))

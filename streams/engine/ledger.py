@@ -43,8 +43,20 @@ class Customer:
     """Everything tierstream keeps about one customer."""
 
     __slots__ = (
-        "accounts", "attrs", "below_since", "churn_last", "day", "dormant_fired", "first_day",
-        "last_instant", "last_txn_day", "opp_last", "peak_cache", "seen", "series", "tier",
+        "accounts",
+        "attrs",
+        "below_since",
+        "churn_last",
+        "day",
+        "dormant_fired",
+        "first_day",
+        "last_instant",
+        "last_txn_day",
+        "opp_last",
+        "peak_cache",
+        "seen",
+        "series",
+        "tier",
         "tier_since",
     )
 
@@ -91,13 +103,16 @@ class Ledger:
     def advance(self, c: Customer) -> None:
         """Move the customer's rings from day D to D+1 (balances carry, sums start at 0)."""
         new = c.day + 1
+        first = c.first_day
         for spec, ser in zip(self.specs, c.series, strict=True):
             ring, size = ser.ring, spec.size
             head = ring[c.day % size]
             value = head if spec.carry else 0
             sums = ser.sums
             for i, n in enumerate(spec.windows):
-                sums[i] += value - ring[(new - n) % size]
+                leaving = new - n
+                # a balance day before first sight was never in the sums (it counts as 0)
+                sums[i] += value - (ring[leaving % size] if leaving >= first or not spec.carry else 0)
             ring[new % size] = value
         c.day = new
         seen = c.seen
@@ -120,8 +135,10 @@ class Ledger:
             return
         for d in range(max(start, day - size + 1), day + 1):
             ring[d % size] += delta
+        # The ring holds AUM(d) itself (the balance-drop peak reads it); the window sums
+        # count days before the customer was first seen as 0 (SPEC §3).
         for i, n in enumerate(spec.windows):
-            first = max(start, day - n + 1)
+            first = max(start, day - n + 1, c.first_day)
             if first <= day:
                 sums[i] += delta * (day - first + 1)
         if index == self.aum:
@@ -173,14 +190,16 @@ class Ledger:
                 pos -= keep
         # days [day, end] change, end = the day before the next observation
         end = obs[pos][0] - 1 if pos < len(obs) else c.day
-        start = day if day > c.first_day else c.first_day
+        start = day
         if start <= end:
             if old_liab == liability:
                 if fen != old_fen:
                     self._add_span(c, self.loan if liability else self.aum, start, end, fen - old_fen)
             else:
-                for index, delta in ((self.aum, (0 if liability else fen) - (0 if old_liab else old_fen)),
-                                     (self.loan, (fen if liability else 0) - (old_fen if old_liab else 0))):
+                for index, delta in (
+                    (self.aum, (0 if liability else fen) - (0 if old_liab else old_fen)),
+                    (self.loan, (fen if liability else 0) - (old_fen if old_liab else 0)),
+                ):
                     if delta:
                         self._add_span(c, index, start, end, delta)
 
@@ -191,9 +210,7 @@ class Ledger:
         if end < c.day:
             self._add_range(c, index, end + 1, -delta)
 
-    def transaction(
-        self, c: Customer, day: int, fen: int, debit: bool, channel: str, external: bool
-    ) -> None:
+    def transaction(self, c: Customer, day: int, fen: int, debit: bool, channel: str, external: bool) -> None:
         customer_initiated = channel != "system"
         idx = self.index
         if customer_initiated:
@@ -227,7 +244,7 @@ class Ledger:
         return c.series[index].sums[window_pos]
 
     def peak(self, c: Customer, days: int) -> int:
-        """max AUM(d) for d in [D-days, D-1]; days before first sight are 0 in the ring."""
+        """max AUM(d) for d in [D-days, D-1] (a late observation may date before first sight)."""
         cache = c.peak_cache
         if cache is not None and cache[0] == c.day:
             return cache[1]

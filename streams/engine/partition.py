@@ -72,14 +72,31 @@ class PartitionEngine:
     ) -> list[Output]:
         """A record as the broker carries it: size, then JSON, then the value."""
         if len(payload) > self.rules.max_record_bytes:
-            return [self._dead(topic, partition, offset, key, payload, d.OVERSIZE,
-                               f"record of {len(payload)} bytes exceeds max_record_bytes "
-                               f"{self.rules.max_record_bytes}")]
+            return [
+                self._dead(
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                    payload,
+                    d.OVERSIZE,
+                    f"record of {len(payload)} bytes exceeds max_record_bytes {self.rules.max_record_bytes}",
+                )
+            ]
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return [self._dead(topic, partition, offset, key, payload, d.INVALID_JSON,
-                               f"payload is not UTF-8: {exc.reason} at byte {exc.start}")]
+            return [
+                self._dead(
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                    payload,
+                    d.INVALID_JSON,
+                    f"payload is not UTF-8: {exc.reason} at byte {exc.start}",
+                )
+            ]
         try:
             value = loads(text)
         except NotJson as exc:
@@ -109,15 +126,27 @@ class PartitionEngine:
         return out
 
     def dead_letter(
-        self, topic: str | None, partition: int, offset: int, key: str | None, payload: bytes,
-        error: str, detail: str,
+        self,
+        topic: str | None,
+        partition: int,
+        offset: int,
+        key: str | None,
+        payload: bytes,
+        error: str,
+        detail: str,
     ) -> Output:
         """A record refused before it reached the engine (e.g. an unreadable file line)."""
         return self._dead(topic, partition, offset, key, payload, error, detail)
 
     def _dead(
-        self, topic: str | None, partition: int, offset: int, key: str | None, payload: bytes,
-        error: str, detail: str,
+        self,
+        topic: str | None,
+        partition: int,
+        offset: int,
+        key: str | None,
+        payload: bytes,
+        error: str,
+        detail: str,
     ) -> Output:
         self.outcomes[DEAD_LETTER] += 1
         self.dead_letters[error] += 1
@@ -127,8 +156,14 @@ class PartitionEngine:
         except UnicodeDecodeError:
             text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
         value = {
-            "source_topic": topic, "partition": partition, "offset": offset, "key": key,
-            "payload": text, "payload_encoding": encoding, "error": error, "detail": detail,
+            "source_topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "key": key,
+            "payload": text,
+            "payload_encoding": encoding,
+            "error": error,
+            "detail": detail,
             "at": self._wall_text(),
         }
         return (DLQ, key or "", value)
@@ -175,11 +210,13 @@ class PartitionEngine:
             ledger.observe(c, event.account_id, day, ts, event.event_id, event.fen, event.liability)
         elif isinstance(event, d.Transaction):
             if event.balance_after is not None:
-                ledger.observe(c, event.account_id, day, ts, event.event_id, event.balance_after,
-                               event.liability)
+                ledger.observe(
+                    c, event.account_id, day, ts, event.event_id, event.balance_after, event.liability
+                )
             cp = event.counterparty_bank
-            ledger.transaction(c, day, event.fen, event.debit, event.channel,
-                               cp is not None and cp != self.home_bank)
+            ledger.transaction(
+                c, day, event.fen, event.debit, event.channel, cp is not None and cp != self.home_bank
+            )
         else:
             ledger.profile(c, ts, event.event_id, event.attributes)
         instant = ts if ts > c.last_instant else c.last_instant

@@ -23,15 +23,11 @@ MAX_WINDOW_DAYS = 366
 PEAK_DAYS = 30
 OUTFLOW_DAYS = 7
 
-_WINDOWED = re.compile(
-    r"(avg_aum|avg_loan|txn_count|debit|credit|spend|external_outflow)_(\d+)d\Z"
-)
+_WINDOWED = re.compile(r"(avg_aum|avg_loan|txn_count|debit|credit|spend|external_outflow)_(\d+)d\Z")
 _ATTR = re.compile(r"attr\.([A-Za-z_][A-Za-z0-9_.-]*)\Z")
 _CONDITION = re.compile(r"\s*(\S+?)\s*(>=|<=|==|!=|>|<)\s*(\S.*?)\s*\Z")
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z")
-MONEY_KINDS = frozenset(
-    {"aum", "avg_aum", "avg_loan", "debit", "credit", "spend", "external_outflow"}
-)
+MONEY_KINDS = frozenset({"aum", "avg_aum", "avg_loan", "debit", "credit", "spend", "external_outflow"})
 COUNT_KINDS = frozenset({"txn_count", "inactive_days"})
 
 
@@ -100,9 +96,7 @@ def _parse_literal(text: str) -> Any:
     if _NUMBER.match(text):
         value = Decimal(text)
         return int(value) if value == value.to_integral_value() else value
-    raise ValueError(
-        f"bad literal {text!r}: write a number (50000), true/false, or a quoted string"
-    )
+    raise ValueError(f"bad literal {text!r}: write a number (50000), true/false, or a quoted string")
 
 
 def parse_condition(text: str, line: int = 0) -> Condition:
@@ -115,24 +109,16 @@ def parse_condition(text: str, line: int = 0) -> Condition:
         )
     name, op, lit_text = m.groups()
     if re.match(r"[<>=!]", lit_text):
-        raise ValueError(
-            f"malformed condition {text!r}: op must be one of >= > <= < == !="
-        )
+        raise ValueError(f"malformed condition {text!r}: op must be one of >= > <= < == !=")
     metric = parse_metric(name)
     literal = _parse_literal(lit_text)
     if metric.kind != "attr":
         if isinstance(literal, (bool, str)):
-            raise ValueError(
-                f"condition {text!r} compares the number {name} with "
-                f"{lit_text}: use a number"
-            )
+            raise ValueError(f"condition {text!r} compares the number {name} with {lit_text}: use a number")
         if metric.is_money:
             fen = Decimal(literal) * 100
             if fen != fen.to_integral_value():
-                raise ValueError(
-                    f"condition {text!r}: money literals are whole fen "
-                    "(at most 2 decimals)"
-                )
+                raise ValueError(f"condition {text!r}: money literals are whole fen (at most 2 decimals)")
             literal = int(fen)
     elif isinstance(literal, bool) and op not in ("==", "!="):
         raise ValueError(f"condition {text!r}: booleans take only == or !=")
@@ -187,9 +173,7 @@ class Rules:
 
     def output_metrics(self) -> list[Metric]:
         """`aum` plus every condition metric: the `metrics` of a tier change."""
-        names = [Metric("aum", "aum")] + [
-            m for m in self.condition_metrics() if m.name != "aum"
-        ]
+        names = [Metric("aum", "aum")] + [m for m in self.condition_metrics() if m.name != "aum"]
         return names
 
     def churn_metrics(self) -> list[Metric]:
@@ -215,8 +199,18 @@ class Rules:
 # --------------------------------------------------------------------------- loading
 
 _TOP_KEYS = {
-    "scheme", "version", "timezone", "home_bank", "tiers", "downgrade", "opportunity",
-    "churn", "max_lateness_days", "max_record_bytes", "clock_lag_seconds", "currencies",
+    "scheme",
+    "version",
+    "timezone",
+    "home_bank",
+    "tiers",
+    "downgrade",
+    "opportunity",
+    "churn",
+    "max_lateness_days",
+    "max_record_bytes",
+    "clock_lag_seconds",
+    "currencies",
 }
 
 
@@ -280,7 +274,9 @@ class _Loader:
         sec = self.mapping(top[name][1], name)
         for key, (knode, _) in sec.items():
             if key not in known:
-                self.warn(knode, f"{name}: unknown key {key!r} ignored; expected one of {', '.join(sorted(known))}")
+                self.warn(
+                    knode, f"{name}: unknown key {key!r} ignored; expected one of {', '.join(sorted(known))}"
+                )
         return sec
 
     def load(self, text: str) -> Rules:
@@ -292,11 +288,15 @@ class _Loader:
         except yaml.YAMLError as exc:
             raise RulesError(self.source, None, f"not valid YAML: {exc}") from None
         if root is None:
-            raise RulesError(self.source, 1, "the file is empty; start from a preset (tierstream rules check cmb)")
+            raise RulesError(
+                self.source, 1, "the file is empty; start from a preset (tierstream rules check cmb)"
+            )
         top = self.mapping(root, "the rules file")
         for key, (knode, _) in top.items():
             if key not in _TOP_KEYS:
-                self.warn(knode, f"unknown key {key!r} ignored; expected one of {', '.join(sorted(_TOP_KEYS))}")
+                self.warn(
+                    knode, f"unknown key {key!r} ignored; expected one of {', '.join(sorted(_TOP_KEYS))}"
+                )
         for required in ("scheme", "version", "tiers"):
             if required not in top:
                 raise self.fail(root, f"missing {required!r}; add it (see the cmb preset)")
@@ -325,36 +325,62 @@ class _Loader:
             kw["grace_days"] = self.integer(down["grace_days"][1], "downgrade.grace_days", 0, 3660)
         opp = self.section(top, "opportunity", {"ratio", "cooldown_days"})
         if "ratio" in opp:
-            kw["opportunity_ratio"] = self.decimal(opp["ratio"][1], "opportunity.ratio", Decimal(0), Decimal(1))
+            kw["opportunity_ratio"] = self.decimal(
+                opp["ratio"][1], "opportunity.ratio", Decimal(0), Decimal(1)
+            )
         if "cooldown_days" in opp:
-            kw["opportunity_cooldown_days"] = self.integer(opp["cooldown_days"][1], "opportunity.cooldown_days", 0, 3660)
+            kw["opportunity_cooldown_days"] = self.integer(
+                opp["cooldown_days"][1], "opportunity.cooldown_days", 0, 3660
+            )
         churn = self.section(
-            top, "churn",
-            {"dormant_after_days", "drop_ratio", "outflow_ratio", "min_amount", "cooldown_days", "high_value_from"},
+            top,
+            "churn",
+            {
+                "dormant_after_days",
+                "drop_ratio",
+                "outflow_ratio",
+                "min_amount",
+                "cooldown_days",
+                "high_value_from",
+            },
         )
         if "dormant_after_days" in churn:
-            kw["dormant_after_days"] = self.integer(churn["dormant_after_days"][1], "churn.dormant_after_days", 1, 3660)
+            kw["dormant_after_days"] = self.integer(
+                churn["dormant_after_days"][1], "churn.dormant_after_days", 1, 3660
+            )
         if "drop_ratio" in churn:
-            kw["drop_ratio"] = self.decimal(churn["drop_ratio"][1], "churn.drop_ratio", Decimal(0), Decimal(1))
+            kw["drop_ratio"] = self.decimal(
+                churn["drop_ratio"][1], "churn.drop_ratio", Decimal(0), Decimal(1)
+            )
         if "outflow_ratio" in churn:
-            kw["outflow_ratio"] = self.decimal(churn["outflow_ratio"][1], "churn.outflow_ratio", Decimal(0), Decimal(1))
+            kw["outflow_ratio"] = self.decimal(
+                churn["outflow_ratio"][1], "churn.outflow_ratio", Decimal(0), Decimal(1)
+            )
         if "min_amount" in churn:
             kw["churn_min_amount"] = self.money(churn["min_amount"][1], "churn.min_amount")
         if "cooldown_days" in churn:
-            kw["churn_cooldown_days"] = self.integer(churn["cooldown_days"][1], "churn.cooldown_days", 0, 3660)
+            kw["churn_cooldown_days"] = self.integer(
+                churn["cooldown_days"][1], "churn.cooldown_days", 0, 3660
+            )
         kw["high_value_from"] = len(ids)  # not set: no tier is high value
         if "high_value_from" in churn:
             node = churn["high_value_from"][1]
             high = self.scalar(node, "churn.high_value_from")
             if high not in ids:
-                raise self.fail(node, f"churn.high_value_from {high!r} is not a tier; use one of {', '.join(ids)}")
+                raise self.fail(
+                    node, f"churn.high_value_from {high!r} is not a tier; use one of {', '.join(ids)}"
+                )
             kw["high_value_from"] = ids.index(high)
         if "max_lateness_days" in top:
             kw["max_lateness_days"] = self.integer(top["max_lateness_days"][1], "max_lateness_days", 0, 366)
         if "max_record_bytes" in top:
-            kw["max_record_bytes"] = self.integer(top["max_record_bytes"][1], "max_record_bytes", 64, 64 * 1024 * 1024)
+            kw["max_record_bytes"] = self.integer(
+                top["max_record_bytes"][1], "max_record_bytes", 64, 64 * 1024 * 1024
+            )
         if "clock_lag_seconds" in top:
-            kw["clock_lag_seconds"] = self.integer(top["clock_lag_seconds"][1], "clock_lag_seconds", 0, 86_400)
+            kw["clock_lag_seconds"] = self.integer(
+                top["clock_lag_seconds"][1], "clock_lag_seconds", 0, 86_400
+            )
         if "currencies" in top:
             rates: dict[str, tuple[int, int]] = {}
             for code, (knode, vnode) in self.mapping(top["currencies"][1], "currencies").items():
@@ -400,7 +426,9 @@ class _Loader:
             if index == 0 and conds:
                 raise self.fail(fields["any_of"][1], f"base tier {tid!r} always qualifies: remove its any_of")
             if index > 0 and not conds:
-                raise self.fail(tnode, f"tier {tid!r} has no conditions: add any_of (only the base tier has none)")
+                raise self.fail(
+                    tnode, f"tier {tid!r} has no conditions: add any_of (only the base tier has none)"
+                )
             tiers.append(Tier(tid, label, tuple(conds), tnode.start_mark.line + 1))
         return tuple(tiers)
 
@@ -416,7 +444,9 @@ def load_rules(spec: str) -> Rules:
         return parse_rules(text, f"preset {spec}")
     path = Path(spec)
     if not path.is_file():
-        raise RulesError(spec, None, f"no such rules file; give a path or a preset name ({', '.join(PRESETS)})")
+        raise RulesError(
+            spec, None, f"no such rules file; give a path or a preset name ({', '.join(PRESETS)})"
+        )
     try:
         text = path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -37,14 +37,10 @@ def parse_instant(text: str) -> int:
     """RFC 3339 text with an offset to epoch microseconds (fraction truncated to us)."""
     m = _WIRE_TS.match(text)
     if m is None:
-        raise TimestampError(
-            f"{text!r} is not a timestamp like 2026-03-01T09:30:00+08:00"
-        )
+        raise TimestampError(f"{text!r} is not a timestamp like 2026-03-01T09:30:00+08:00")
     ymd, hour, minute, second, frac, offset = m.groups()
     if offset is None:
-        raise TimestampError(
-            f"{text!r} has no UTC offset; add one, e.g. +08:00 or Z", naive=True
-        )
+        raise TimestampError(f"{text!r} has no UTC offset; add one, e.g. +08:00 or Z", naive=True)
     days = _DAYS.get(ymd)
     if days is None:
         try:

@@ -44,7 +44,11 @@ def simulate_per_partition(events: Path, rules: str, partitions: int) -> list[di
             doc = json.loads(line)
             value = doc.get("value")
             cid = guess_key(value) if isinstance(value, str) else guess_customer(value)
-            if not isinstance(cid, str) or doc.get("topic") not in ("bank.balances", "bank.transactions", "bank.profiles"):
+            if not isinstance(cid, str) or doc.get("topic") not in (
+                "bank.balances",
+                "bank.transactions",
+                "bank.profiles",
+            ):
                 continue
             parts[partition_of(cid, partitions)].append((number, line))
     outputs: list[dict[str, Any]] = []
@@ -61,7 +65,9 @@ def output_ids(lines: list[dict[str, Any]]) -> set[str]:
 
 
 def dead_letters(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return sorted((x["value"]["error"], x["value"]["payload"]) for x in lines if x["topic"] == "tierstream.dlq")
+    return sorted(
+        (x["value"]["error"], x["value"]["payload"]) for x in lines if x["topic"] == "tierstream.dlq"
+    )
 
 
 def final_tiers(lines: list[dict[str, Any]]) -> dict[str, str]:
@@ -80,23 +86,28 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings, rules: str, log: Path) -> None:
         env = dict(os.environ)
-        env.update({
-            "TIERSTREAM_BROKER_URL": settings.broker_url,
-            "TIERSTREAM_REDIS_URL": settings.redis_url,
-            "TIERSTREAM_RULES": rules,
-            "TIERSTREAM_STORE": settings.store,
-            "TIERSTREAM_LIVE_CLOCK": "true" if settings.live_clock else "false",
-            "TIERSTREAM_WEB_PORT": str(settings.web_port),
-            "TIERSTREAM_APP_ID": settings.app_id,
-            "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-            "TIERSTREAM_PARTITIONS": str(settings.partitions),
-        })
+        env.update(
+            {
+                "TIERSTREAM_BROKER_URL": settings.broker_url,
+                "TIERSTREAM_REDIS_URL": settings.redis_url,
+                "TIERSTREAM_RULES": rules,
+                "TIERSTREAM_STORE": settings.store,
+                "TIERSTREAM_LIVE_CLOCK": "true" if settings.live_clock else "false",
+                "TIERSTREAM_WEB_PORT": str(settings.web_port),
+                "TIERSTREAM_APP_ID": settings.app_id,
+                "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+                "TIERSTREAM_PARTITIONS": str(settings.partitions),
+            }
+        )
         self.port = settings.web_port
         self.log = log
         self.sink = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tierstream.cli", "run"], env=env,
-            stdout=self.sink, stderr=subprocess.STDOUT, cwd=log.parent,
+            [sys.executable, "-m", "tierstream.cli", "run"],
+            env=env,
+            stdout=self.sink,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
         )
 
     def metrics(self) -> dict[str, float]:
@@ -126,7 +137,9 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited ({self.proc.returncode}) waiting for {what}:\n{self.tail()}")
+                raise AssertionError(
+                    f"worker exited ({self.proc.returncode}) waiting for {what}:\n{self.tail()}"
+                )
             if predicate():
                 return
             time.sleep(0.5)

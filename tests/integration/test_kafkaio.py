@@ -61,8 +61,11 @@ def _expected(path: Path) -> list[tuple[str, bytes | None, bytes, int | None]]:
                     inner = None
             else:
                 payload, inner = dumps_compact(value).encode("utf-8"), value
-            cid = inner.get("customer_id") if isinstance(inner, dict) else (
-                guess_key(value) if isinstance(value, str) else None)
+            cid = (
+                inner.get("customer_id")
+                if isinstance(inner, dict)
+                else (guess_key(value) if isinstance(value, str) else None)
+            )
             ts_ms = None
             if isinstance(inner, dict) and isinstance(inner.get("ts"), str):
                 with contextlib.suppress(ValueError):
@@ -71,11 +74,16 @@ def _expected(path: Path) -> list[tuple[str, bytes | None, bytes, int | None]]:
     return out
 
 
-async def _read_all(settings: Settings, topics: Iterable[str], count: int, timeout: float = 30.0
-                    ) -> list[ConsumerRecord[bytes, bytes]]:
+async def _read_all(
+    settings: Settings, topics: Iterable[str], count: int, timeout: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of `topics` from offset 0, until `count` arrived (end offsets can't be trusted)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
@@ -104,7 +112,8 @@ def noisy_bank(tmp_path: Path) -> Path:
 
 @pytest.mark.asyncio
 async def test_replay_publishes_every_input_line_once_keyed_in_file_order(
-        settings: Settings, noisy_bank: Path) -> None:
+    settings: Settings, noisy_bank: Path
+) -> None:
     expected = _expected(noisy_bank)
     with noisy_bank.open("rb") as f:
         sent = await replay(settings, read_lines(f), None, False, log=_quiet)
@@ -144,20 +153,34 @@ async def test_replay_publishes_every_input_line_once_keyed_in_file_order(
 @pytest.mark.asyncio
 async def test_replay_timestamps_follow_emission_order(settings: Settings) -> None:
     def txn(eid: str, ts: str) -> dict[str, Any]:
-        return {"topic": "bank.transactions", "value": {
-            "event_id": eid, "customer_id": "C1", "account_id": "C1-D1", "ts": ts, "amount": "1.00",
-            "direction": "debit", "channel": "pos"}}
+        return {
+            "topic": "bank.transactions",
+            "value": {
+                "event_id": eid,
+                "customer_id": "C1",
+                "account_id": "C1-D1",
+                "ts": ts,
+                "amount": "1.00",
+                "direction": "debit",
+                "channel": "pos",
+            },
+        }
 
     t0 = parse_instant("2026-03-01T09:00:00+08:00") // 1000
     lines = [
         {"topic": "bank.transactions", "value": "not json at all"},  # before any ts: just before the first
-        {"topic": "bank.balances", "value": '{"customer_id":"C1","ts":"2026-03-01T09:00:00"}'},  # naive: no ts
+        {
+            "topic": "bank.balances",
+            "value": '{"customer_id":"C1","ts":"2026-03-01T09:00:00"}',
+        },  # naive: no ts
         txn("e1", "2026-03-01T09:00:00+08:00"),
         txn("e2", "2026-03-01T08:00:00+08:00"),  # late: emitted now, after e1
         txn("e3", "2026-03-01T09:00:00+08:00"),  # same instant as e1: still strictly later
         txn("e4", "2026-03-01T09:00:05.5+08:00"),
     ]
-    await replay(settings, [(i, json.dumps(x).encode()) for i, x in enumerate(lines)], None, False, log=_quiet)
+    await replay(
+        settings, [(i, json.dumps(x).encode()) for i, x in enumerate(lines)], None, False, log=_quiet
+    )
     records = await _read_all(settings, settings.input_topics[:2], len(lines))
     records.sort(key=lambda r: r.timestamp)
     assert [r.timestamp - t0 for r in records] == [-2, -1, 0, 1, 2, 5500]
@@ -166,8 +189,17 @@ async def test_replay_timestamps_follow_emission_order(settings: Settings) -> No
 
 @pytest.mark.asyncio
 async def test_replay_creates_input_topics_with_the_configured_partitions(settings: Settings) -> None:
-    line = json.dumps({"topic": "bank.profiles", "value": {
-        "event_id": "p1", "customer_id": "C1", "ts": "2026-03-01T09:00:00+08:00", "attributes": {"vip": True}}})
+    line = json.dumps(
+        {
+            "topic": "bank.profiles",
+            "value": {
+                "event_id": "p1",
+                "customer_id": "C1",
+                "ts": "2026-03-01T09:00:00+08:00",
+                "attributes": {"vip": True},
+            },
+        }
+    )
     await replay(settings, [(0, line.encode())], None, False, log=_quiet)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
     await consumer.start()
@@ -183,16 +215,25 @@ async def test_replay_creates_input_topics_with_the_configured_partitions(settin
 async def test_replay_live_shifts_event_times_to_now(settings: Settings) -> None:
     raw_ok = '{"event_id":"r1","customer_id":"C2","ts":"2026-03-01T10:00:00.250Z","product":"fund","balance":"1.00","account_id":"C2-F1"}'
     lines = [
-        {"topic": "bank.balances", "value": {"event_id": "b1", "customer_id": "C1", "account_id": "C1-D1",
-                                             "product": "deposit", "balance": "10.00",
-                                             "ts": "2026-03-01T09:00:00+08:00"}},
+        {
+            "topic": "bank.balances",
+            "value": {
+                "event_id": "b1",
+                "customer_id": "C1",
+                "account_id": "C1-D1",
+                "product": "deposit",
+                "balance": "10.00",
+                "ts": "2026-03-01T09:00:00+08:00",
+            },
+        },
         {"topic": "bank.balances", "value": raw_ok},
         {"topic": "bank.transactions", "value": "<html>502</html>"},
         {"topic": "bank.transfers", "value": {"customer_id": "C1"}},  # not an input: skipped
     ]
     before = time.time()
-    sent = await replay(settings, [(i, json.dumps(x).encode()) for i, x in enumerate(lines)], None, True,
-                        log=_quiet)
+    sent = await replay(
+        settings, [(i, json.dumps(x).encode()) for i, x in enumerate(lines)], None, True, log=_quiet
+    )
     assert sent == 3
     records = await _read_all(settings, settings.input_topics[:2], 3)
     records.sort(key=lambda r: r.timestamp)
@@ -218,8 +259,9 @@ async def _produce(settings: Settings, topic: str, values: list[dict[str, Any]])
     await producer.start()
     try:
         for v in values:
-            await producer.send_and_wait(settings.topic(topic), json.dumps(v).encode(),
-                                         key=str(v["customer_id"]).encode())
+            await producer.send_and_wait(
+                settings.topic(topic), json.dumps(v).encode(), key=str(v["customer_id"]).encode()
+            )
     finally:
         await producer.stop()
 
@@ -228,7 +270,9 @@ async def _produce(settings: Settings, topic: str, values: list[dict[str, Any]])
 async def test_capture_returns_exactly_the_output_records(settings: Settings) -> None:
     await ensure_topics(settings, settings.output_topics[:1], 4)
     changes = [{"type": "tier_changed", "customer_id": f"C{i}", "to_tier": "gold", "n": i} for i in range(5)]
-    dead = [{"source_topic": "bank.balances", "customer_id": f"D{i}", "error": "bad_amount"} for i in range(2)]
+    dead = [
+        {"source_topic": "bank.balances", "customer_id": f"D{i}", "error": "bad_amount"} for i in range(2)
+    ]
     await _produce(settings, "tier.changes", changes)
     other = settings.model_copy(update={"topic_prefix": settings.topic_prefix + "other."})
     await _produce(other, "tier.changes", [{"customer_id": "X"}])  # another tenant: not captured
@@ -243,8 +287,10 @@ async def test_capture_returns_exactly_the_output_records(settings: Settings) ->
     lines = [json.loads(x) for x in out.getvalue().splitlines()]
     assert n == len(lines) == 7
     got = sorted(lines, key=lambda x: (x["topic"], x["value"]["customer_id"]))
-    assert got == ([{"topic": "tier.changes", "value": v} for v in changes]
-                   + [{"topic": "tierstream.dlq", "value": v} for v in dead])
+    assert got == (
+        [{"topic": "tier.changes", "value": v} for v in changes]
+        + [{"topic": "tierstream.dlq", "value": v} for v in dead]
+    )
 
 
 @pytest.mark.asyncio
@@ -262,21 +308,44 @@ async def test_capture_of_nothing_stops_after_the_idle_time(settings: Settings) 
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tierstream.cli", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "tierstream.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
 
 
 def test_cli_replay_then_capture(settings: Settings, tmp_path: Path) -> None:
     events = tmp_path / "in.jsonl"
-    events.write_text(json.dumps({"topic": "bank.profiles", "value": {
-        "event_id": "p1", "customer_id": "C1", "ts": "2026-03-01T09:00:00+08:00", "attributes": {}}}) + "\n")
+    events.write_text(
+        json.dumps(
+            {
+                "topic": "bank.profiles",
+                "value": {
+                    "event_id": "p1",
+                    "customer_id": "C1",
+                    "ts": "2026-03-01T09:00:00+08:00",
+                    "attributes": {},
+                },
+            }
+        )
+        + "\n"
+    )
     env = {"TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix, "TIERSTREAM_PARTITIONS": "4"}
     result = _cli("replay", "--events", str(events), "--broker", settings.broker_url, env=env)
     assert result.returncode == 0, result.stderr
     assert "published 1 records" in result.stderr
     out = tmp_path / "out.jsonl"
-    result = _cli("capture", "--out", str(out), "--idle-seconds", "0.5",
-                  env={**env, "TIERSTREAM_BROKER_URL": settings.broker_url})
+    result = _cli(
+        "capture",
+        "--out",
+        str(out),
+        "--idle-seconds",
+        "0.5",
+        env={**env, "TIERSTREAM_BROKER_URL": settings.broker_url},
+    )
     assert result.returncode == 0, result.stderr
     assert out.read_text() == ""
 
@@ -325,9 +394,13 @@ def test_broker_starts_fast_refuses_a_taken_port_and_dies_by_pid(tmp_path: Path,
 
 @pytest.mark.asyncio
 async def test_replay_sends_a_lone_surrogate_as_the_bytes_a_broken_producer_would(settings: Settings) -> None:
-    lines = [(0, b'{"topic":"bank.transactions","value":"\\ud800{}"}'),
-             (1, b'{"topic":"bank.profiles","value":{"customer_id":"\\udc00","ts":"x"}}')]
+    lines = [
+        (0, b'{"topic":"bank.transactions","value":"\\ud800{}"}'),
+        (1, b'{"topic":"bank.profiles","value":{"customer_id":"\\udc00","ts":"x"}}'),
+    ]
     assert await replay(settings, lines, None, False, log=_quiet) == 2
     records = await _read_all(settings, settings.input_topics[1:], 2)
     assert sorted(((r.key, r.value) for r in records), key=lambda kv: kv[1]) == [
-        (b"\xed\xb0\x80", b'{"customer_id":"\xed\xb0\x80","ts":"x"}'), (None, b"\xed\xa0\x80{}")]
+        (b"\xed\xb0\x80", b'{"customer_id":"\xed\xb0\x80","ts":"x"}'),
+        (None, b"\xed\xa0\x80{}"),
+    ]

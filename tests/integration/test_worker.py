@@ -84,9 +84,24 @@ def test_backlog_catch_up_equals_simulate(settings: Settings, tmp_path: Path) ->
     assert len(served_before) == 60
     client.flushdb()
     rebuilt = subprocess.run(
-        [sys.executable, "-m", "tierstream.cli", "redis", "rebuild", "--rules", RULES, "--broker",
-         settings.broker_url, "--redis", settings.redis_url, "--app-id", settings.app_id],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "tierstream.cli",
+            "redis",
+            "rebuild",
+            "--rules",
+            RULES,
+            "--broker",
+            settings.broker_url,
+            "--redis",
+            settings.redis_url,
+            "--app-id",
+            settings.app_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "rebuilt 60 customers" in rebuilt.stderr
@@ -129,11 +144,17 @@ def test_redis_outage_slows_nothing_and_catches_up(
         make_bank(second, customers=40, days=20, seed=21, noise=False, late=False)
         more = publish(settings, second)  # the same customers, days 11-20 replayed again: duplicates + new
         worker.wait_for(lambda: worker.consumed() >= sent + more, 120, "second part consumed with Redis down")
-        worker.wait_for(lambda: worker.metrics().get("tierstream_redis_write_failures_total", 0) > 0, 30,
-                        "a counted Redis failure")
+        worker.wait_for(
+            lambda: worker.metrics().get("tierstream_redis_write_failures_total", 0) > 0,
+            30,
+            "a counted Redis failure",
+        )
         redis_server.restart()
-        worker.wait_for(lambda: worker.metrics().get("tierstream_redis_pending_customers") == 0, 60,
-                        "Redis brought up to date")
+        worker.wait_for(
+            lambda: worker.metrics().get("tierstream_redis_pending_customers") == 0,
+            60,
+            "Redis brought up to date",
+        )
         outputs = captured(settings)
     finally:
         worker.stop()

@@ -41,11 +41,13 @@ def test_state_bytes_per_customer_stay_small() -> None:
         engine = PartitionEngine(load_rules(preset))
         book = Book()
         for day in range(400):
-            (book.balance(ts(day, 3600), f"{100000 + day * 13}.00", account="A1")
-             .balance(ts(day, 3700), f"{250000 - day * 7}.00", account="A2", product="loan")
-             .balance(ts(day, 3800), f"{30000 + day % 5}.00", account="A3", product="wealth")
-             .txn(ts(day, 7200), "12.00", channel="pos", account="A4", balance_after=f"{day}.00")
-             .txn(ts(day, 7300), "800.00", channel="transfer", counterparty_bank="ICBC"))
+            (
+                book.balance(ts(day, 3600), f"{100000 + day * 13}.00", account="A1")
+                .balance(ts(day, 3700), f"{250000 - day * 7}.00", account="A2", product="loan")
+                .balance(ts(day, 3800), f"{30000 + day % 5}.00", account="A3", product="wealth")
+                .txn(ts(day, 7200), "12.00", channel="pos", account="A4", balance_after=f"{day}.00")
+                .txn(ts(day, 7300), "800.00", channel="transfer", counterparty_bank="ICBC")
+            )
             if day % 30 == 0:
                 book.profile(ts(day, 100), segment="mass", household_income=150000, high_end_card=False)
         for i, line in enumerate(book.encoded()):

@@ -43,7 +43,9 @@ def compare(rules_text: str, lines: list[bytes], until: str | None = None) -> No
     ref_out, ref_stats = reference_simulate(
         rules_text, [ln.decode("utf-8", "replace") for ln in lines], until=until
     )
-    expected = [(o["topic"], {k: v for k, v in o["value"].items() if k not in ("emitted_at", "at")}) for o in ref_out]
+    expected = [
+        (o["topic"], {k: v for k, v in o["value"].items() if k not in ("emitted_at", "at")}) for o in ref_out
+    ]
     got_per, got_dead = grouped(got)
     exp_per, exp_dead = grouped(expected)
     assert dict(engine.outcomes) == ref_stats["outcomes"]
@@ -71,8 +73,16 @@ def test_short_windows_and_cooldowns_agree_with_the_reference() -> None:
     compare(text, bank(10, 40, seed=11), until="2026-03-15T00:00:00+08:00")
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(histories(), st.integers(0, 4), st.integers(0, 8))
 def test_random_histories_agree_with_the_reference(lines: list[bytes], grace: int, lateness: int) -> None:
-    text = BASE_RULES % {"grace": grace, "opp_cooldown": 3, "dormant": 9, "churn_cooldown": 4, "lateness": lateness}
+    text = BASE_RULES % {
+        "grace": grace,
+        "opp_cooldown": 3,
+        "dormant": 9,
+        "churn_cooldown": 4,
+        "lateness": lateness,
+    }
     compare(text, lines, until="2026-06-01T00:00:00+08:00")

@@ -41,7 +41,11 @@ def test_opportunity_band_lower_edge_is_inclusive() -> None:
     assert len(opps) == 1
     assert opps[0]["effective_at"] == midnight(6)
     assert (opps[0]["value"], opps[0]["threshold"], opps[0]["gap"]) == ("30000.00", "50000.00", "20000.00")
-    assert (opps[0]["current_tier"], opps[0]["target_tier"], opps[0]["metric"]) == ("base", "gold", "avg_aum_30d")
+    assert (opps[0]["current_tier"], opps[0]["target_tier"], opps[0]["metric"]) == (
+        "base",
+        "gold",
+        "avg_aum_30d",
+    )
 
 
 def test_opportunity_band_upper_edge_is_exclusive() -> None:
@@ -58,7 +62,8 @@ def test_window_drops_the_day_that_leaves_it() -> None:
     changes = of_type(outputs, TC)
     # 1.5M on day 1 alone -> avg 50,000 on day 1; day 2 still 50,000 (day 1 in window).
     assert [(c["effective_at"], c["direction"]) for c in changes] == [
-        (day(1), "upgrade"), (midnight(31), "downgrade")
+        (day(1), "upgrade"),
+        (midnight(31), "downgrade"),
     ]
     assert changes[1]["metrics"]["avg_aum_30d"] == "0.00"
 
@@ -66,9 +71,14 @@ def test_window_drops_the_day_that_leaves_it() -> None:
 def test_tiers_may_be_skipped_on_upgrade() -> None:
     outputs, _ = run(make_rules(), Book().balance(day(1), "40000000.00").encoded())
     (change,) = of_type(outputs, TC)
-    assert (change["from_tier"], change["to_tier"], change["matched"]) == ("base", "top", "avg_aum_30d >= 1000000")
-    assert change["event_id"] == hashlib.sha256(
-        f"tier_changed|A|base|top|{day(1)}|t1".encode()).hexdigest()[:32]
+    assert (change["from_tier"], change["to_tier"], change["matched"]) == (
+        "base",
+        "top",
+        "avg_aum_30d >= 1000000",
+    )
+    assert (
+        change["event_id"] == hashlib.sha256(f"tier_changed|A|base|top|{day(1)}|t1".encode()).hexdigest()[:32]
+    )
 
 
 # ---------------------------------------------------------------- grace
@@ -88,9 +98,12 @@ def test_downgrade_waits_grace_days_after_first_falling_below(grace: int) -> Non
 
 
 def test_recovering_during_grace_forgets_below_since() -> None:
-    book = (Book().balance(day(1), "3000000.00")       # avg 100,000 on day 1: gold
-            .balance(day(2), "0.00"))                  # falls: avg 100,000 stays until day 31
-    book.balance(day(33), "1500000.00")                # day 32 below (below_since=32), day 33 back
+    book = (
+        Book()
+        .balance(day(1), "3000000.00")  # avg 100,000 on day 1: gold
+        .balance(day(2), "0.00")
+    )  # falls: avg 100,000 stays until day 31
+    book.balance(day(33), "1500000.00")  # day 32 below (below_since=32), day 33 back
     outputs, _ = run(make_rules(grace=5), book.encoded(), until=midnight(50))
     changes = of_type(outputs, TC)
     # day 31: window [2, 31] is all zero -> below from day 31; back on day 33 (1.5M/30 = 50,000)
@@ -114,31 +127,44 @@ def test_opportunities_target_the_next_tier_above_the_current_one() -> None:
     book = Book().balance(day(1), "1000000.00")
     outputs, _ = run(make_rules(opp_cooldown=100), book.encoded(), until=midnight(31))
     assert [(o["effective_at"], o["target_tier"]) for o in of_type(outputs, OPP)] == [
-        (day(1), "gold"), (midnight(6), "plat"), (midnight(18), "top")
+        (day(1), "gold"),
+        (midnight(6), "plat"),
+        (midnight(18), "top"),
     ]
     assert [(c["effective_at"], c["to_tier"]) for c in of_type(outputs, TC)] == [
-        (midnight(2), "gold"), (midnight(9), "plat"), (midnight(30), "top")
+        (midnight(2), "gold"),
+        (midnight(9), "plat"),
+        (midnight(30), "top"),
     ]
 
 
 def test_opportunity_repeats_after_cooldown_while_in_band() -> None:
     # 35,000 held: avg_30d = 35,000 x n/30 -> in band [30,000, 50,000) from day 26 on
     # (30,333.33) and it stays 35,000 from day 30; with cooldown 3: days 26, 29, 32, 35, ...
-    outputs, _ = run(make_rules(opp_cooldown=3), Book().balance(day(1), "35000.00").encoded(),
-                     until=midnight(36))
+    outputs, _ = run(
+        make_rules(opp_cooldown=3), Book().balance(day(1), "35000.00").encoded(), until=midnight(36)
+    )
     assert [o["effective_at"] for o in of_type(outputs, OPP)] == [
-        midnight(26), midnight(29), midnight(32), midnight(35)
+        midnight(26),
+        midnight(29),
+        midnight(32),
+        midnight(35),
     ]
 
 
 def test_dormant_fires_once_per_spell_and_is_rearmed_by_activity() -> None:
-    book = (Book().balance(day(1), "1000.00").txn(day(2), "10.00")
-            .txn(day(50), "10.00", channel="system")   # system is not activity
-            .txn(day(60), "10.00", channel="atm"))     # activity re-arms
+    book = (
+        Book()
+        .balance(day(1), "1000.00")
+        .txn(day(2), "10.00")
+        .txn(day(50), "10.00", channel="system")  # system is not activity
+        .txn(day(60), "10.00", channel="atm")
+    )  # activity re-arms
     outputs, _ = run(make_rules(dormant=30), book.encoded(), until=midnight(100))
     dormant = [w for w in of_type(outputs, CW) if w["reason"] == "dormant"]
     assert [(w["effective_at"], w["metrics"]["inactive_days"]) for w in dormant] == [
-        (midnight(32), 30), (midnight(90), 30)
+        (midnight(32), 30),
+        (midnight(90), 30),
     ]
     assert {w["severity"] for w in dormant} == {"low"}  # dormant at the base tier
 
@@ -149,9 +175,14 @@ def test_inactive_days_counts_from_first_sight_without_transactions() -> None:
     assert (w["reason"], w["effective_at"], w["metrics"]["inactive_days"]) == ("dormant", midnight(8), 5)
 
 
-@pytest.mark.parametrize(("balance", "tier", "severity"), [
-    ("3000000.00", "gold", "medium"), ("12000000.00", "plat", "high"), ("40000000.00", "top", "high"),
-])
+@pytest.mark.parametrize(
+    ("balance", "tier", "severity"),
+    [
+        ("3000000.00", "gold", "medium"),
+        ("12000000.00", "plat", "high"),
+        ("40000000.00", "top", "high"),
+    ],
+)
 def test_severity_by_tier(balance: str, tier: str, severity: str) -> None:
     book = Book().balance(day(1), balance).balance(day(2), "0.00")
     outputs, _ = run(make_rules(grace=100), book.encoded(), until=midnight(3))
@@ -162,8 +193,13 @@ def test_severity_by_tier(balance: str, tier: str, severity: str) -> None:
 
 def test_balance_drop_needs_the_peak_over_previous_days_and_min_amount() -> None:
     # Same-day drop does not count (peak looks at [D-30, D-1]); 49,999.99 peak is below min.
-    book = (Book().balance(day(1), "49999.99", account="X").balance(day(2), "0.00", account="X")
-            .balance(day(5), "80000.00").balance(day(5, "12:00:00"), "0.00"))
+    book = (
+        Book()
+        .balance(day(1), "49999.99", account="X")
+        .balance(day(2), "0.00", account="X")
+        .balance(day(5), "80000.00")
+        .balance(day(5, "12:00:00"), "0.00")
+    )
     outputs, _ = run(make_rules(), book.encoded(), until=midnight(6))
     assert of_type(outputs, CW) == []
 
@@ -178,10 +214,13 @@ def test_balance_drop_cooldown_and_ratio_edge() -> None:
 
 
 def test_external_outflow_warning() -> None:
-    book = (Book().balance(day(1), "100000.00")
-            .txn(day(2), "30000.00", counterparty_bank="ICBC")
-            .txn(day(3), "20000.00", counterparty_bank="HOME")       # home bank: not external
-            .txn(day(4), "20000.00", counterparty_bank="BOC", balance_after="50000.00"))
+    book = (
+        Book()
+        .balance(day(1), "100000.00")
+        .txn(day(2), "30000.00", counterparty_bank="ICBC")
+        .txn(day(3), "20000.00", counterparty_bank="HOME")  # home bank: not external
+        .txn(day(4), "20000.00", counterparty_bank="BOC", balance_after="50000.00")
+    )
     outputs, _ = run(make_rules(grace=100), book.encoded())
     warnings = [w for w in of_type(outputs, CW) if w["reason"] == "external_outflow"]
     # day 4: outflow 50,000 >= min 50,000 and >= 0.3 x (50,000 + 50,000)
@@ -197,7 +236,11 @@ def test_attribute_conditions_need_the_same_kind() -> None:
     assert of_type(outputs, TC) == []
     outputs, _ = run(make_rules(), Book().profile(day(1), vip=True).encoded())
     (change,) = of_type(outputs, TC)
-    assert (change["to_tier"], change["matched"], change["metrics"]["attr.vip"]) == ("plat", "attr.vip == true", True)
+    assert (change["to_tier"], change["matched"], change["metrics"]["attr.vip"]) == (
+        "plat",
+        "attr.vip == true",
+        True,
+    )
 
 
 def test_latest_profile_by_ts_wins_even_when_it_arrives_first() -> None:
@@ -208,9 +251,12 @@ def test_latest_profile_by_ts_wins_even_when_it_arrives_first() -> None:
 
 # ---------------------------------------------------------------- late events and duplicates
 def test_late_event_within_lateness_is_applied_and_reevaluated_at_the_last_instant() -> None:
-    book = (Book().balance(day(1), "1000.00")
-            .balance(day(10), "1.00", customer="B", account="B1")     # clock -> day 10
-            .balance(day(3), "1500000.00"))                            # 7 days late: applied
+    book = (
+        Book()
+        .balance(day(1), "1000.00")
+        .balance(day(10), "1.00", customer="B", account="B1")  # clock -> day 10
+        .balance(day(3), "1500000.00")
+    )  # 7 days late: applied
     outputs, engine = run(make_rules(), book.encoded())
     (change,) = of_type(outputs, TC)
     # A's last instant is the day-10 boundary; days 3..10 hold 1.5M, days 1-2 hold 1,000:
@@ -226,18 +272,26 @@ def test_too_late_is_dead_lettered_with_the_exact_record() -> None:
     outputs, engine = run(make_rules(), lines)
     (dead,) = of_type(outputs, DLQ)
     assert dead == {
-        "source_topic": "bank.balances", "partition": 0, "offset": 2, "key": "A",
+        "source_topic": "bank.balances",
+        "partition": 0,
+        "offset": 2,
+        "key": "A",
         "payload": '{"event_id":"e3","customer_id":"A","account_id":"A1","product":"deposit",'
-                   '"balance":"5.00","ts":"2026-01-02T23:59:59+08:00"}',
-        "payload_encoding": "utf-8", "error": "too_late",
+        '"balance":"5.00","ts":"2026-01-02T23:59:59+08:00"}',
+        "payload_encoding": "utf-8",
+        "error": "too_late",
         "detail": "business day 2026-01-02 is 8 days behind the partition clock (2026-01-10); "
-                  "max_lateness_days is 7",
+        "max_lateness_days is 7",
     }
     assert dict(engine.outcomes) == {"applied": 2, "duplicate": 0, "dead_letter": 1}
 
 
 def test_duplicates_are_counted_not_applied_and_checked_after_validation() -> None:
-    book = Book().balance(day(1), "100.00", event_id="x1").balance(day(1, "11:00:00"), "999999.00", event_id="x1")
+    book = (
+        Book()
+        .balance(day(1), "100.00", event_id="x1")
+        .balance(day(1, "11:00:00"), "999999.00", event_id="x1")
+    )
     book.balance(day(1, "12:00:00"), "12.345", event_id="x1")  # malformed redelivery
     outputs, engine = run(make_rules(), book.encoded())
     assert dict(engine.outcomes) == {"applied": 1, "duplicate": 1, "dead_letter": 1}
@@ -252,20 +306,53 @@ def test_same_event_id_for_another_customer_is_not_a_duplicate() -> None:
 
 
 # ---------------------------------------------------------------- dead letters
-@pytest.mark.parametrize(("text", "error"), [
-    ('{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":NaN,"ts":"2026-01-01T10:00:00+08:00"}', "invalid_json"),
-    ("not json", "invalid_json"),
-    ('[1,2]', "schema_violation"),
-    ('{"event_id":"a","customer_id":"A","account_id":"A1","product":"gold_bar","balance":"1","ts":"2026-01-01T10:00:00+08:00"}', "schema_violation"),
-    ('{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":null,"ts":"2026-01-01T10:00:00+08:00"}', "schema_violation"),
-    ('{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":true,"ts":"2026-01-01T10:00:00+08:00"}', "schema_violation"),
-    ('{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":"1","currency":"EUR","ts":"2026-01-01T10:00:00+08:00"}', "schema_violation"),
-    ('{"event_id":"","customer_id":"A","account_id":"A1","product":"deposit","balance":"1","ts":"2026-01-01T10:00:00+08:00"}', "schema_violation"),
-    ('{"customer_id":"A","account_id":"A1","product":"deposit","balance":"1","ts":"2026-01-01T10:00:00+08:00"}', "schema_violation"),
-    ('{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":"12.345","ts":"2026-01-01T10:00:00+08:00"}', "bad_amount"),
-    ('{"event_id":"a","customer_id":"A","account_id":"A1","product":"credit_card","balance":"-0.01","ts":"2026-01-01T10:00:00+08:00"}', "bad_amount"),
-    ('{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":"1","ts":"2026-01-01T10:00:00"}', "naive_timestamp"),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            '{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":NaN,"ts":"2026-01-01T10:00:00+08:00"}',
+            "invalid_json",
+        ),
+        ("not json", "invalid_json"),
+        ("[1,2]", "schema_violation"),
+        (
+            '{"event_id":"a","customer_id":"A","account_id":"A1","product":"gold_bar","balance":"1","ts":"2026-01-01T10:00:00+08:00"}',
+            "schema_violation",
+        ),
+        (
+            '{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":null,"ts":"2026-01-01T10:00:00+08:00"}',
+            "schema_violation",
+        ),
+        (
+            '{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":true,"ts":"2026-01-01T10:00:00+08:00"}',
+            "schema_violation",
+        ),
+        (
+            '{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":"1","currency":"EUR","ts":"2026-01-01T10:00:00+08:00"}',
+            "schema_violation",
+        ),
+        (
+            '{"event_id":"","customer_id":"A","account_id":"A1","product":"deposit","balance":"1","ts":"2026-01-01T10:00:00+08:00"}',
+            "schema_violation",
+        ),
+        (
+            '{"customer_id":"A","account_id":"A1","product":"deposit","balance":"1","ts":"2026-01-01T10:00:00+08:00"}',
+            "schema_violation",
+        ),
+        (
+            '{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":"12.345","ts":"2026-01-01T10:00:00+08:00"}',
+            "bad_amount",
+        ),
+        (
+            '{"event_id":"a","customer_id":"A","account_id":"A1","product":"credit_card","balance":"-0.01","ts":"2026-01-01T10:00:00+08:00"}',
+            "bad_amount",
+        ),
+        (
+            '{"event_id":"a","customer_id":"A","account_id":"A1","product":"deposit","balance":"1","ts":"2026-01-01T10:00:00"}',
+            "naive_timestamp",
+        ),
+    ],
+)
 def test_balance_dead_letter_codes(text: str, error: str) -> None:
     outputs, engine = run(make_rules(), Book().raw("bank.balances", text).encoded())
     (dead,) = of_type(outputs, DLQ)
@@ -273,14 +360,17 @@ def test_balance_dead_letter_codes(text: str, error: str) -> None:
     assert engine.outcomes["applied"] == 0
 
 
-@pytest.mark.parametrize(("fields", "error"), [
-    ({"amount": "0.00"}, "bad_amount"),
-    ({"amount": "-1.00"}, "bad_amount"),
-    ({"direction": "sideways"}, "schema_violation"),
-    ({"channel": "carrier_pigeon"}, "schema_violation"),
-    ({"balance_after": "-1.00", "product": "loan"}, "bad_amount"),
-    ({"counterparty_bank": 7}, "schema_violation"),
-])
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"amount": "0.00"}, "bad_amount"),
+        ({"amount": "-1.00"}, "bad_amount"),
+        ({"direction": "sideways"}, "schema_violation"),
+        ({"channel": "carrier_pigeon"}, "schema_violation"),
+        ({"balance_after": "-1.00", "product": "loan"}, "bad_amount"),
+        ({"counterparty_bank": 7}, "schema_violation"),
+    ],
+)
 def test_transaction_dead_letter_codes(fields: dict[str, object], error: str) -> None:
     fields = {"amount": "1.00", **fields}
     amount = str(fields.pop("amount"))
@@ -308,7 +398,8 @@ def test_unknown_topic_and_non_json_lines() -> None:
     lines = [b'{"topic": "bank.loans", "value": {"customer_id": "A"}}', b"{oops", b"  "]
     outputs, engine = run(make_rules(), lines)
     assert [(v["error"], v["offset"], v["source_topic"]) for v in of_type(outputs, DLQ)] == [
-        ("schema_violation", 0, "bank.loans"), ("invalid_json", 1, None)
+        ("schema_violation", 0, "bank.loans"),
+        ("invalid_json", 1, None),
     ]
     assert engine.outcomes["dead_letter"] == 2
 
@@ -357,6 +448,8 @@ def test_decimal_attributes_are_written_as_json_numbers() -> None:
 
 
 def test_a_lone_surrogate_is_dead_lettered_not_a_crash() -> None:
-    outputs, _ = run(make_rules(), [b'{"topic": "bank.balances", "value": "{\\"event_id\\": \\"\\ud800\\"}"}'])
+    outputs, _ = run(
+        make_rules(), [b'{"topic": "bank.balances", "value": "{\\"event_id\\": \\"\\ud800\\"}"}']
+    )
     (dead,) = of_type(outputs, DLQ)
     assert (dead["error"], dead["payload_encoding"]) == ("invalid_json", "base64")

@@ -91,7 +91,8 @@ def test_clean_stream_is_time_ordered_and_matches_the_input_contract() -> None:
         if line["topic"] == "bank.profiles":
             assert set(v) == {"event_id", "customer_id", "ts", "attributes"}
             assert v["attributes"] and all(
-                isinstance(a, (bool, int, float, str)) for a in v["attributes"].values())
+                isinstance(a, (bool, int, float, str)) for a in v["attributes"].values()
+            )
             continue
         assert v["account_id"].startswith(v["customer_id"] + "-")
         assert v.get("currency", "CNY") in {"CNY", "USD"}
@@ -158,12 +159,17 @@ def test_persona_coverage_over_a_quarter_of_customers() -> None:
         customers.add(cid)
         t = instant(v["ts"])
         if t >= start and not first_day_aum:
-            first_day_aum = {c: sum(f for p, f in accts.values() if p in ASSETS) for c, accts in balances.items()}
+            first_day_aum = {
+                c: sum(f for p, f in accts.values() if p in ASSETS) for c, accts in balances.items()
+            }
         if line["topic"] == "bank.profiles":
             continue
         if line["topic"] == "bank.balances":
             products[v["product"]] += 1
-            balances[cid][v["account_id"]] = (v["product"], fen(v["balance"]) * (7 if v.get("currency") == "USD" else 1))
+            balances[cid][v["account_id"]] = (
+                v["product"],
+                fen(v["balance"]) * (7 if v.get("currency") == "USD" else 1),
+            )
             seen["negative deposit"] += v["product"] == "deposit" and fen(v["balance"]) < 0
         else:
             if v["channel"] != "system":
@@ -179,8 +185,17 @@ def test_persona_coverage_over_a_quarter_of_customers() -> None:
             crossed.add(cid)
     assert products["loan"] > 0 and products["credit_card"] > 0
     assert {"wealth", "fund", "time_deposit", "insurance"} <= set(products)
-    for kind in ("pos debit", "atm debit", "transfer credit", "system credit", "system debit",
-                 "mobile debit", "branch credit", "external outflow", "internal transfer"):
+    for kind in (
+        "pos debit",
+        "atm debit",
+        "transfer credit",
+        "system credit",
+        "system debit",
+        "mobile debit",
+        "branch credit",
+        "external outflow",
+        "internal transfer",
+    ):
         assert seen[kind] > 0, kind
     assert crossed, "some customer's AUM should rise across 50,000.00"
     assert customers - active, "some dormant customers do nothing but earn interest"
@@ -191,8 +206,11 @@ def test_churners_drain_to_other_banks() -> None:
     outflow: Counter[str] = Counter()
     for line in parsed(clean(300, 60, 5)):
         v = line["value"]
-        if (line["topic"] == "bank.transactions" and v["direction"] == "debit"
-                and v.get("counterparty_bank") in {"ICBC", "BOC", "ABC", "CCB"}):
+        if (
+            line["topic"] == "bank.transactions"
+            and v["direction"] == "debit"
+            and v.get("counterparty_bank") in {"ICBC", "BOC", "ABC", "CCB"}
+        ):
             outflow[v["customer_id"]] += fen(v["amount"])
     assert max(outflow.values()) >= 5_000_000  # at least 50,000.00 sent away
 
@@ -205,6 +223,7 @@ def test_home_bank_is_a_parameter() -> None:
 def test_usd_can_be_switched_off() -> None:
     def currencies(usd: bool) -> set[Any]:
         return {line["value"].get("currency") for line in generate_events(400, 2, 9, usd=usd)}
+
     assert "USD" in currencies(True)
     assert currencies(False) <= {None, "CNY"}
 

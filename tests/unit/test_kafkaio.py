@@ -16,12 +16,15 @@ from tierstream.localstack import free_port
 from tierstream.settings import Settings
 
 
-@pytest.mark.parametrize(("text", "seconds", "shifted"), [
-    ("2026-03-01T09:00:00+08:00", 3600, "2026-03-01T10:00:00+08:00"),
-    ("2026-03-01T23:59:59.125Z", 2, "2026-03-02T00:00:01.125Z"),
-    ("2026-02-28T12:00:00-05:30", 86_400, "2026-03-01T12:00:00-05:30"),
-    ("2026-03-01T09:00:00.000001+08:00", -86_400 * 365, "2025-03-01T09:00:00.000001+08:00"),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds", "shifted"),
+    [
+        ("2026-03-01T09:00:00+08:00", 3600, "2026-03-01T10:00:00+08:00"),
+        ("2026-03-01T23:59:59.125Z", 2, "2026-03-02T00:00:01.125Z"),
+        ("2026-02-28T12:00:00-05:30", 86_400, "2026-03-01T12:00:00-05:30"),
+        ("2026-03-01T09:00:00.000001+08:00", -86_400 * 365, "2025-03-01T09:00:00.000001+08:00"),
+    ],
+)
 def test_format_shifted_keeps_offset_and_fraction(text: str, seconds: int, shifted: str) -> None:
     assert format_shifted(text, seconds) == shifted
     assert parse_instant(shifted) - parse_instant(text) == seconds * 1_000_000
@@ -35,14 +38,18 @@ def test_format_shifted_leaves_bad_timestamps_alone(text: str) -> None:
 def test_shift_raw_changes_only_the_ts_value() -> None:
     raw = b'{"note":"2026-03-01T09:00:00Z","ts" : "2026-03-01T09:00:00Z","amount":1.10}'
     assert _shift_raw(raw, "2026-03-01T09:00:00Z", "2026-11-01T09:00:00Z") == (
-        b'{"note":"2026-03-01T09:00:00Z","ts" : "2026-11-01T09:00:00Z","amount":1.10}')
+        b'{"note":"2026-03-01T09:00:00Z","ts" : "2026-11-01T09:00:00Z","amount":1.10}'
+    )
     assert _shift_raw(b'{"ts":"x"}', "y", "z") == b'{"ts":"x"}'
 
 
-@pytest.mark.parametrize("text", [
-    '{"a":"客户","b":[1,2,{"c":null}],"d":true}',
-    '{"amount":1.10,"big":1e2,"n":-0.0,"s":"\\u0000"}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":"客户","b":[1,2,{"c":null}],"d":true}',
+        '{"amount":1.10,"big":1e2,"n":-0.0,"s":"\\u0000"}',
+    ],
+)
 def test_compact_record_bytes_are_dumps_compact(text: str) -> None:
     value = loads(text)
     assert _compact(value) == dumps_compact(value).encode("utf-8")
@@ -60,8 +67,9 @@ def test_broker_url_list() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tierstream.cli", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tierstream.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_unreachable_broker_is_one_line(tmp_path: Path) -> None:
@@ -71,5 +79,6 @@ def test_unreachable_broker_is_one_line(tmp_path: Path) -> None:
     for args in (("replay", "--events", str(events)), ("capture", "--out", str(tmp_path / "o.jsonl"))):
         result = _cli(*args, "--broker", url)
         assert result.returncode == 2
-        assert result.stderr == (f"tierstream: error: cannot reach the broker at {url}; "
-                                 "start it or set TIERSTREAM_BROKER_URL\n")
+        assert result.stderr == (
+            f"tierstream: error: cannot reach the broker at {url}; start it or set TIERSTREAM_BROKER_URL\n"
+        )

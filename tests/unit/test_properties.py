@@ -48,10 +48,15 @@ def histories(draw: st.DrawFn, max_events: int = 60) -> list[bytes]:
                 extra["balance_after"] = amount
             if draw(st.booleans()):
                 extra["counterparty_bank"] = draw(st.sampled_from(["HOME", "ICBC"]))
-            book.txn(when, f"{draw(st.integers(1, 200_000))}.00",
-                     direction=draw(st.sampled_from(["debit", "credit"])),
-                     channel=draw(st.sampled_from(["pos", "atm", "system", "mobile"])),
-                     customer=customer, account=account, **extra)
+            book.txn(
+                when,
+                f"{draw(st.integers(1, 200_000))}.00",
+                direction=draw(st.sampled_from(["debit", "credit"])),
+                channel=draw(st.sampled_from(["pos", "atm", "system", "mobile"])),
+                customer=customer,
+                account=account,
+                **extra,
+            )
         elif kind == "profile":
             book.profile(when, customer=customer, vip=draw(st.booleans()))
         elif book.lines:
@@ -73,7 +78,9 @@ def per_customer(outputs: list[tuple[str, str, dict[str, Any]]]) -> dict[str, li
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories(), st.integers(min_value=0, max_value=5), st.data())
-def test_lazy_boundaries_give_the_same_outputs_as_eager(lines: list[bytes], grace: int, data: st.DataObject) -> None:
+def test_lazy_boundaries_give_the_same_outputs_as_eager(
+    lines: list[bytes], grace: int, data: st.DataObject
+) -> None:
     rules = make_rules(grace=grace, dormant=20, churn_cooldown=5, opp_cooldown=4)
     eager = PartitionEngine(rules)
     lazy = PartitionEngine(rules, eager=False)
@@ -97,8 +104,12 @@ def test_lazy_boundaries_give_the_same_outputs_as_eager(lines: list[bytes], grac
 def test_replay_is_byte_identical(lines: list[bytes]) -> None:
     def once() -> str:
         sink = io.StringIO()
-        simulate(make_rules(), enumerate(lines), lambda o: sink.write(output_line(o)),
-                 wall=lambda: parse_instant("2026-11-23T00:00:00Z"))
+        simulate(
+            make_rules(),
+            enumerate(lines),
+            lambda o: sink.write(output_line(o)),
+            wall=lambda: parse_instant("2026-11-23T00:00:00Z"),
+        )
         return sink.getvalue()
 
     assert once() == once()
