@@ -273,7 +273,9 @@ def run(
     partitions: Annotated[
         int | None, typer.Option("--partitions", min=1, help="Input topic partitions.")
     ] = None,
-    loglevel: Annotated[str, typer.Option("--loglevel", help="Worker log level.")] = "WARNING",
+    loglevel: Annotated[
+        str | None, typer.Option("--loglevel", help="Worker log level [env TIERSTREAM_LOGLEVEL, WARNING].")
+    ] = None,
 ) -> None:
     """Run a Faust worker: consume the input topics, publish tiers, serve Redis and /metrics."""
     from pydantic import ValidationError
@@ -291,6 +293,7 @@ def run(
         "app_id": app_id,
         "topic_prefix": topic_prefix,
         "partitions": partitions,
+        "loglevel": loglevel,
     }
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]
@@ -301,7 +304,7 @@ def run(
         )
     loaded = _rules(settings.rules)
     _broker_call(settings, _reachable(settings))
-    run_worker(settings, loaded, loglevel.upper())
+    run_worker(settings, loaded, settings.loglevel.upper())
 
 
 async def _reachable(settings: Any) -> int:

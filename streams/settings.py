@@ -41,6 +41,7 @@ class Settings(BaseSettings):
         500, ge=0, description="how long a partition waits for a silent input topic before going on"
     )
     batch_size: int = Field(500, ge=1, description="records applied per state write and send batch")
+    loglevel: str = Field("WARNING", description="worker log level (INFO shows table recovery)")
     sweep_interval_seconds: float = Field(5.0, gt=0, description="live clock and day-boundary sweep period")
 
     def topic(self, name: str) -> str:

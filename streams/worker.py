@@ -473,14 +473,28 @@ class Worker:
             self.serving.note_customers(part.engine, [(cid, part.store.cache[cid]) for cid, _, _ in changed])
             self.serving.note_counts(part.number, part.tier_counts)
         await asyncio.gather(*futures)
-        markers = [await self._put(p.number, marker_key(p.number), self._marker(p)) for p in parts]
+        markers = [
+            await self._put(p.number, marker_key(p.number), self._marker(p), checkpoint=True) for p in parts
+        ]
         await asyncio.gather(*markers)
 
-    async def _put(self, partition: int, key: bytes, value: bytes) -> Any:
-        """Write one table entry to the store and its changelog partition."""
+    async def _put(self, partition: int, key: bytes, value: bytes, checkpoint: bool = False) -> Any:
+        """Write one table entry to the store and its changelog partition.
+
+        With `checkpoint` (markers only) the offset is recorded in a RocksDB store, so a
+        restart reads the changelog from the last marker on. Recording it for every
+        write would, after a crash between a batch's state and its marker, put it past
+        the end offset the local broker reports, and Faust would refuse to start.
+        """
         with routed_to(partition, self.topics[0]):
             self.table.data[key] = value
-        return await self.table.changelog_topic.send(key=key, value=value, partition=partition)
+        table: Any = self.table
+        return await table.changelog_topic.send(
+            key=key,
+            value=value,
+            partition=partition,
+            callback=table._on_changelog_sent if checkpoint else None,
+        )
 
     # ------------------------------------------------------------------ live clock
     async def _tick_clock(self) -> None:

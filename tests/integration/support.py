@@ -97,6 +97,7 @@ class WorkerProcess:
                 "TIERSTREAM_APP_ID": settings.app_id,
                 "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
                 "TIERSTREAM_PARTITIONS": str(settings.partitions),
+                "TIERSTREAM_LOGLEVEL": settings.loglevel,
             }
         )
         self.port = settings.web_port
