@@ -183,16 +183,8 @@ BrokerOpt = Annotated[
 
 def _broker_settings(broker: str | None) -> Settings:
     """The settings object (environment and defaults), with --broker on top."""
-    from pydantic import ValidationError
-
-    from .settings import Settings
-
-    try:
-        return Settings() if broker is None else Settings(broker_url=broker)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = ".".join(str(part) for part in first["loc"])
-        fail(f"setting {name} (TIERSTREAM_{name.upper()}): {first['msg']}")
+    settings: Settings = _settings_from({"broker_url": broker})
+    return settings
 
 
 def _broker_call(settings: Settings, work: Coroutine[Any, Any, int]) -> int:
@@ -248,6 +240,20 @@ def capture(
         _broker_call(settings, read_outputs(settings, sink, idle_seconds))
 
 
+def _settings_from(flags: dict[str, Any]) -> Any:
+    """The settings object: flags over TIERSTREAM_* variables over defaults."""
+    from pydantic import ValidationError
+
+    from .settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        fail(f"setting {name} (flag or TIERSTREAM_{name.upper()}): {first['msg']}")
+
+
 @app.command()
 def run(
     rules: Annotated[
@@ -278,30 +284,22 @@ def run(
     ] = None,
 ) -> None:
     """Run a Faust worker: consume the input topics, publish tiers, serve Redis and /metrics."""
-    from pydantic import ValidationError
-
     from .runner import run_worker
-    from .settings import Settings
 
-    flags = {
-        "rules": rules,
-        "broker_url": broker,
-        "redis_url": redis_url,
-        "store": store,
-        "live_clock": live_clock,
-        "web_port": web_port,
-        "app_id": app_id,
-        "topic_prefix": topic_prefix,
-        "partitions": partitions,
-        "loglevel": loglevel,
-    }
-    try:
-        settings = Settings(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(
-            f"setting {'.'.join(str(x) for x in first['loc'])}: {first['msg']} (check the flag or TIERSTREAM_* variable)"
-        )
+    settings = _settings_from(
+        {
+            "rules": rules,
+            "broker_url": broker,
+            "redis_url": redis_url,
+            "store": store,
+            "live_clock": live_clock,
+            "web_port": web_port,
+            "app_id": app_id,
+            "topic_prefix": topic_prefix,
+            "partitions": partitions,
+            "loglevel": loglevel,
+        }
+    )
     loaded = _rules(settings.rules)
     _broker_call(settings, _reachable(settings))
     run_worker(settings, loaded, settings.loglevel.upper())
@@ -330,10 +328,10 @@ def redis_rebuild(
 ) -> None:
     """Rewrite every customer's Redis hash and the tier counts from the tables' changelog."""
     from .rebuild import run_rebuild
-    from .settings import Settings
 
-    flags = {"rules": rules, "broker_url": broker, "redis_url": redis_url, "app_id": app_id}
-    settings = Settings(**{k: v for k, v in flags.items() if v is not None})  # type: ignore[arg-type]
+    settings = _settings_from(
+        {"rules": rules, "broker_url": broker, "redis_url": redis_url, "app_id": app_id}
+    )
     loaded = _rules(settings.rules)
     from aiokafka.errors import KafkaError
     from redis.exceptions import RedisError

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     merge_idle_ms: int = Field(
         500, ge=0, description="how long a partition waits for a silent input topic before going on"
     )
-    batch_size: int = Field(500, ge=1, description="records applied per state write and send batch")
+    batch_size: int = Field(
+        2000, ge=1, description="records per partition applied per state write and send batch"
+    )
     loglevel: str = Field("WARNING", description="worker log level (INFO shows table recovery)")
     sweep_interval_seconds: float = Field(5.0, gt=0, description="live clock and day-boundary sweep period")
 

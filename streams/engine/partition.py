@@ -73,7 +73,7 @@ class PartitionEngine:
         """A record as the broker carries it: size, then JSON, then the value."""
         if len(payload) > self.rules.max_record_bytes:
             return [
-                self._dead(
+                self.dead_letter(
                     topic,
                     partition,
                     offset,
@@ -87,7 +87,7 @@ class PartitionEngine:
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             return [
-                self._dead(
+                self.dead_letter(
                     topic,
                     partition,
                     offset,
@@ -100,7 +100,9 @@ class PartitionEngine:
         try:
             value = loads(text)
         except NotJson as exc:
-            return [self._dead(topic, partition, offset, key, payload, d.INVALID_JSON, f"not JSON: {exc}")]
+            return [
+                self.dead_letter(topic, partition, offset, key, payload, d.INVALID_JSON, f"not JSON: {exc}")
+            ]
         return self.process_value(topic, value, lambda: payload, partition=partition, offset=offset, key=key)
 
     def process_value(
@@ -122,7 +124,7 @@ class PartitionEngine:
         except d.BadRecord as bad:
             if key is None:
                 key = d.guess_customer(value)
-            out.append(self._dead(topic, partition, offset, key, payload(), bad.error, bad.detail))
+            out.append(self.dead_letter(topic, partition, offset, key, payload(), bad.error, bad.detail))
         return out
 
     def dead_letter(
@@ -135,19 +137,8 @@ class PartitionEngine:
         error: str,
         detail: str,
     ) -> Output:
-        """A record refused before it reached the engine (e.g. an unreadable file line)."""
-        return self._dead(topic, partition, offset, key, payload, error, detail)
-
-    def _dead(
-        self,
-        topic: str | None,
-        partition: int,
-        offset: int,
-        key: str | None,
-        payload: bytes,
-        error: str,
-        detail: str,
-    ) -> Output:
+        """A dead-letter record (also for records refused before the engine, such as
+        an unreadable event-file line)."""
         self.outcomes[DEAD_LETTER] += 1
         self.dead_letters[error] += 1
         self.outputs[DLQ] += 1
