@@ -98,6 +98,7 @@ class WorkerProcess:
                 "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
                 "TIERSTREAM_PARTITIONS": str(settings.partitions),
                 "TIERSTREAM_LOGLEVEL": settings.loglevel,
+                "TIERSTREAM_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
             }
         )
         self.port = settings.web_port

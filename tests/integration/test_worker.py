@@ -216,3 +216,55 @@ def test_rocksdb_store_keeps_state_across_a_restart(settings: Settings, tmp_path
     rows = [row.split("|") for row in table.splitlines() if row.count("|") == 4]
     offsets = [int(cells[3]) for cells in rows if cells[3].strip().isdigit()]
     assert len(offsets) == settings.partitions and min(offsets) > 0, table
+
+
+def test_live_clock_ages_quiet_customers(settings: Settings, tmp_path: Path) -> None:
+    """No new events: the timer moves the clock to wall time and sweeps day boundaries."""
+    from datetime import UTC, datetime, timedelta
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        'scheme: live\nversion: "l1"\ntiers:\n  - {id: base}\n  - {id: gold, any_of: ["avg_aum_30d >= 50000"]}\n'
+        "churn: {dormant_after_days: 2}\n",
+        "utf-8",
+    )
+    three_days_ago = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
+    events = tmp_path / "quiet.jsonl"
+    events.write_text(
+        json.dumps(
+            {
+                "topic": "bank.transactions",
+                "value": {
+                    "event_id": "q1",
+                    "customer_id": "Q",
+                    "account_id": "Q1",
+                    "amount": "10.00",
+                    "direction": "debit",
+                    "channel": "atm",
+                    "ts": three_days_ago.isoformat(),
+                },
+            }
+        )
+        + "\n",
+        "utf-8",
+    )
+    settings = settings.model_copy(update={"live_clock": True, "sweep_interval_seconds": 1.0})
+    publish(settings, events)
+    worker = WorkerProcess(settings, str(rules), tmp_path / "live.log")
+    try:
+        worker.wait_for(lambda: worker.consumed() >= 1, 60, "the one event")
+        worker.wait_for(
+            lambda: worker.metrics().get('tierstream_outputs_total{type="churn_warning"}', 0) >= 1,
+            60,
+            "a dormant warning from the live clock",
+        )
+        outputs = captured(settings)
+    finally:
+        worker.stop()
+    (warning,) = [x["value"] for x in outputs if x["topic"] == "customer.churn-warnings"]
+    assert (warning["reason"], warning["customer_id"], warning["metrics"]["inactive_days"]) == (
+        "dormant",
+        "Q",
+        2,
+    )
+    assert warning["effective_at"].endswith("T00:00:00+08:00")  # a day boundary, reached by the timer
