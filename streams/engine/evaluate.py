@@ -85,6 +85,8 @@ class Evaluator:
             for t in rules.tiers
         ]
         self.tier_tests = [[(c, self._test(c)) for c in t.any_of] for t in rules.tiers]
+        #: tiers above the base, top first, with their condition tests
+        self.ladder = [(t, self.tier_tests[t]) for t in range(len(rules.tiers) - 1, 0, -1)]
         # Opportunity: the next tier's first avg_aum condition, with the band's floor.
         self.opportunity: list[tuple[Condition, int] | None] = []
         ratio = Fraction(rules.opportunity_ratio)
@@ -102,9 +104,20 @@ class Evaluator:
         self.outflow_getter = self.getters[f"external_outflow_{OUTFLOW_DAYS}d"]
 
     def _test(self, cond: Condition) -> Callable[[Customer], bool]:
-        """A predicate for one condition; only attributes need the same-kind check."""
+        """A predicate for one condition; only attributes need the same-kind check.
+
+        The usual ladder condition (`avg_aum_<N>d >= X`) gets one flat closure: it is
+        checked for every tier at every evaluation, the engine's hottest call."""
         get, op, literal = self.getters[cond.metric.name], _OPS[cond.op], cond.literal
-        if cond.metric.kind != "attr":
+        metric = cond.metric
+        if metric.kind in ("avg_aum", "avg_loan") and cond.op in (">=", ">"):
+            index = self.ledger.index[metric.kind[4:]]
+            pos = self.ledger.specs[index].windows.index(metric.window)
+            n = metric.window
+            if cond.op == ">=":
+                return lambda c: c.series[index].sums[pos] // n >= literal
+            return lambda c: c.series[index].sums[pos] // n > literal
+        if metric.kind != "attr":
             return lambda c: op(get(c), literal)
         kind = _kind(literal)
 
@@ -178,12 +191,14 @@ class Evaluator:
         """Tier, then upgrade opportunity, then churn warnings, as of day `c.day`."""
         day = c.day
         tiers = self.tier_ids
-        # -- tier
+        # -- tier: the highest tier with a condition that holds (inlined: hot)
         qualified, matched = 0, None
-        for t in range(len(tiers) - 1, 0, -1):
-            matched = self.holds(c, t)
+        for t, tests in self.ladder:
+            for cond, test in tests:
+                if test(c):
+                    qualified, matched = t, cond
+                    break
             if matched is not None:
-                qualified = t
                 break
         current = c.tier
         changed = False
