@@ -137,7 +137,7 @@ def main() -> None:
             )
         )
         rows.append(
-            (f"rss_mb ({preset}, {c:,} customers)", "(info)", r["rss_mb"], f"{r['rss_mb']:,.0f}", True)
+            (f"rss_mb ({preset}, {c:,} customers)", "(info)", r["rss_mb"], f"{r['rss_mb']:,.0f}", None)
         )
     growth = []
     for c, d in scale:
