@@ -59,6 +59,9 @@ class PartitionEngine:
         self.dead_letters: Counter[str] = Counter()
         self.outputs: Counter[str] = Counter()
         self.migrations: Counter[tuple[str, str]] = Counter()
+        #: called with the old day just before the clock's day moves on (and before
+        #: that move's boundary sweep): every customer is then as of that day.
+        self.on_new_day: Callable[[int], None] | None = None
         self.home_bank = rules.home_bank
 
     def _wall_text(self) -> str:
@@ -184,6 +187,8 @@ class PartitionEngine:
         if self.clock is None or ts > self.clock:
             self.clock = ts
             if self.clock_day is None or day > self.clock_day:
+                if self.on_new_day is not None and self.clock_day is not None:
+                    self.on_new_day(self.clock_day)
                 self.clock_day = day
                 if self.eager:
                     self.sweep(out)
@@ -254,6 +259,8 @@ class PartitionEngine:
         self.clock = instant
         day = self.calendar.day_of(instant)
         if self.clock_day is None or day > self.clock_day:
+            if self.on_new_day is not None and self.clock_day is not None:
+                self.on_new_day(self.clock_day)
             self.clock_day = day
             if self.eager:
                 self.sweep(out)

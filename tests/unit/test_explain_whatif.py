@@ -1,0 +1,109 @@
+"""explain shows the facts the output events carried; whatif moves exactly who it should."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, Book
+from tierstream.engine.rules import load_rules, parse_rules
+from tierstream.engine.timeutil import parse_instant
+from tierstream.explain import explain, replay_until
+from tierstream.generate import generate_events, write_events
+from tierstream.simulate import read_lines
+from tierstream.whatif import plot, run_whatif, write_csv
+
+EXAMPLES = FIXTURES / "examples"
+EXPECTED = [json.loads(x) for x in (EXAMPLES / "lifecycle.expected.jsonl").read_text().splitlines()]
+UPGRADE, DOWNGRADE = EXPECTED[1]["value"], EXPECTED[5]["value"]
+
+
+def explain_at(at: str) -> dict:
+    rules = load_rules(str(EXAMPLES / "lifecycle.rules.yaml"))
+    with (EXAMPLES / "lifecycle.events.jsonl").open("rb") as f:
+        engine, outputs = replay_until(rules, read_lines(f), parse_instant(at), "A")
+    return explain(engine, "A", outputs)
+
+
+def test_explain_at_the_upgrade_shows_its_figures() -> None:
+    doc = explain_at(UPGRADE["effective_at"])
+    assert (doc["tier"], doc["since"]) == ("gold", UPGRADE["effective_at"])
+    assert doc["metrics"]["avg_aum_30d"] == UPGRADE["metrics"]["avg_aum_30d"] == "51976.66"
+    assert doc["metrics"]["aum"] == UPGRADE["metrics"]["aum"]
+    gold = [c for c in doc["conditions"] if c["tier"] == "gold"]
+    assert gold == [{"tier": "gold", "condition": "avg_aum_30d >= 50000", "value": "51976.66",
+                     "threshold": "50000.00", "holds": True}]
+
+
+def test_explain_during_grace_shows_the_pending_downgrade() -> None:
+    doc = explain_at("2026-02-20T12:00:00+08:00")
+    assert doc["tier"] == "gold"
+    # the average first fell below 50,000 on 15 February; grace is 10 days
+    assert doc["pending_downgrade"] == {"below_since": "2026-02-15", "downgrade_on": "2026-02-25"}
+    assert [c["holds"] for c in doc["conditions"] if c["tier"] == "gold"] == [False]
+
+
+def test_explain_after_the_downgrade_lists_every_output_with_its_figures() -> None:
+    doc = explain_at("2026-04-30T00:00:00+08:00")
+    assert (doc["tier"], doc["since"]) == ("standard", DOWNGRADE["effective_at"])
+    assert doc["pending_downgrade"] is None
+    assert [{k: v for k, v in o.items() if k != "topic"} for o in doc["outputs"]] == [e["value"] for e in EXPECTED]
+    assert doc["next_tier"]["advice"] == "keep 49000.00 more for 30 days"
+    assert doc["cooldowns"]["churn"]["balance_drop"] == {"last": "2026-03-06", "next_allowed": "2026-03-18"}
+    (account,) = doc["accounts"]
+    assert (account["account_id"], account["closing_balance"]) == ("A1", "1000.00")
+    assert len(doc["series"]["aum"]["daily"]) == 31
+
+
+def test_explain_at_the_downgrade_instant_matches_the_event() -> None:
+    doc = explain_at(DOWNGRADE["effective_at"])
+    assert doc["metrics"]["avg_aum_30d"] == DOWNGRADE["metrics"]["avg_aum_30d"] == "28486.66"
+    assert doc["tier"] == "standard"
+
+
+def bank_lines(customers: int = 60, days: int = 40) -> list[tuple[int, bytes]]:
+    sink = io.StringIO()
+    write_events(generate_events(customers, days, 4, None, noise=True, late=True, usd=False), sink)
+    return list(read_lines(io.BytesIO(sink.getvalue().encode("utf-8"))))
+
+
+def test_whatif_of_a_ladder_against_itself_is_the_identity(tmp_path: Path) -> None:
+    cmb = load_rules("cmb")
+    result = run_whatif(cmb, cmb, bank_lines(), monthly=True)
+    for ta, row in result.matrix().items():
+        assert all(n == 0 for tb, n in row.items() if tb != ta)
+    assert sum(sum(r.values()) for r in result.matrix().values()) == len(result.final.a) > 0
+    assert result.monthly and all(s.a == s.b for s in result.monthly)
+    files = write_csv(result, tmp_path / "csv")
+    assert [Path(f).name for f in files] == ["migration.csv", "distribution.csv", "customers.csv"]
+    plot(result, tmp_path / "tiers.png")
+    assert (tmp_path / "tiers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+RAISED = """
+scheme: raised
+version: "r1"
+tiers:
+  - {id: standard}
+  - {id: gold, any_of: ["avg_aum_30d >= 60000"]}
+  - {id: sunflower, any_of: ["avg_aum_30d >= 500000"]}
+"""
+BASE = RAISED.replace("60000", "50000").replace("raised", "base")
+
+
+@pytest.mark.parametrize("balances", [["45000.00", "50000.00", "55000.00", "59999.99", "60000.00", "70000.00"]])
+def test_a_raised_threshold_moves_exactly_the_customers_in_the_gap(balances: list[str]) -> None:
+    book = Book()
+    for i, amount in enumerate(balances):
+        book.balance("2026-01-01T10:00:00+08:00", amount, customer=f"K{i}", account=f"K{i}-1")
+    book.balance("2026-03-01T10:00:00+08:00", "1.00", customer="Z", account="Z1")  # moves the clock
+    lines = list(enumerate(book.encoded()))
+    result = run_whatif(parse_rules(BASE), parse_rules(RAISED), lines)
+    moved = {cid for cid in result.final.a if result.final.a[cid] != result.final.b[cid]}
+    # constant balances: the 30-day average equals the balance; the gap is [50,000, 60,000)
+    assert moved == {"K1", "K2", "K3"}
+    assert all((result.final.a[c], result.final.b[c]) == ("gold", "standard") for c in moved)
+    assert result.movement()["gold"] == {"up": 0, "down": 3, "unchanged": 2}
