@@ -34,8 +34,15 @@ def test_explain_at_the_upgrade_shows_its_figures() -> None:
     assert doc["metrics"]["avg_aum_30d"] == UPGRADE["metrics"]["avg_aum_30d"] == "51976.66"
     assert doc["metrics"]["aum"] == UPGRADE["metrics"]["aum"]
     gold = [c for c in doc["conditions"] if c["tier"] == "gold"]
-    assert gold == [{"tier": "gold", "condition": "avg_aum_30d >= 50000", "value": "51976.66",
-                     "threshold": "50000.00", "holds": True}]
+    assert gold == [
+        {
+            "tier": "gold",
+            "condition": "avg_aum_30d >= 50000",
+            "value": "51976.66",
+            "threshold": "50000.00",
+            "holds": True,
+        }
+    ]
 
 
 def test_explain_during_grace_shows_the_pending_downgrade() -> None:
@@ -50,7 +57,9 @@ def test_explain_after_the_downgrade_lists_every_output_with_its_figures() -> No
     doc = explain_at("2026-04-30T00:00:00+08:00")
     assert (doc["tier"], doc["since"]) == ("standard", DOWNGRADE["effective_at"])
     assert doc["pending_downgrade"] is None
-    assert [{k: v for k, v in o.items() if k != "topic"} for o in doc["outputs"]] == [e["value"] for e in EXPECTED]
+    assert [{k: v for k, v in o.items() if k != "topic"} for o in doc["outputs"]] == [
+        e["value"] for e in EXPECTED
+    ]
     assert doc["next_tier"]["advice"] == "keep 49000.00 more for 30 days"
     assert doc["cooldowns"]["churn"]["balance_drop"] == {"last": "2026-03-06", "next_allowed": "2026-03-18"}
     (account,) = doc["accounts"]
@@ -94,7 +103,9 @@ tiers:
 BASE = RAISED.replace("60000", "50000").replace("raised", "base")
 
 
-@pytest.mark.parametrize("balances", [["45000.00", "50000.00", "55000.00", "59999.99", "60000.00", "70000.00"]])
+@pytest.mark.parametrize(
+    "balances", [["45000.00", "50000.00", "55000.00", "59999.99", "60000.00", "70000.00"]]
+)
 def test_a_raised_threshold_moves_exactly_the_customers_in_the_gap(balances: list[str]) -> None:
     book = Book()
     for i, amount in enumerate(balances):
