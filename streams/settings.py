@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     broker_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password")
     broker_ca_file: str = Field("", description="CA bundle for TLS to the broker")
     redis_password: SecretStr = Field(SecretStr(""), description="Redis AUTH password (or put it in the URL)")
+    api_token: SecretStr = Field(
+        SecretStr(""), description="bearer token for /customers endpoints (unset: they answer 403)"
+    )
     # -- tuning
     merge_idle_ms: int = Field(
         500, ge=0, description="how long a partition waits for a silent input topic before going on"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 import weakref
@@ -36,6 +37,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -46,13 +48,20 @@ from .engine.ledger import Customer, SeriesSpec
 from .engine.partition import APPLIED, DEAD_LETTER, DUPLICATE, PartitionEngine
 from .engine.rules import Rules
 from .engine.timeutil import US_PER_SECOND, wall_clock_us
+from .explain import explain
 from .metrics import WorkerMetrics
-from .serving import RedisServing
+from .serving import RedisServing, customer_fields
 from .settings import Settings
 
 log = logging.getLogger("tierstream.worker")
 
 MARKER_PREFIX = b"\x00partition:"
+
+
+def partition_for(customer_id: str, partitions: int) -> int:
+    """The partition of a customer's records: the producers' default partitioner."""
+    hashed: int = murmur2(customer_id.encode("utf-8"))
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def marker_key(partition: int) -> bytes:
@@ -201,6 +210,9 @@ class Worker:
         signals.page("/metrics")(self._metrics_page)
         signals.page("/health")(self._health_page)
         signals.page("/ready")(self._ready_page)
+        route = signals.table_route(table=self.table, match_info="customer_id")
+        signals.page("/customers/{customer_id}")(self._guarded(route(self._customer_view)))
+        signals.page("/customers/{customer_id}/explain")(self._guarded(route(self._explain_view)))
         signals.on_partitions_revoked.connect(self._on_revoked)
         signals.on_partitions_assigned.connect(self._on_assigned)
         app.task(self.serving.run)
@@ -537,6 +549,68 @@ class Worker:
         return web.json(
             {"ready": ok, "assigned": len(assigned), "recovered": recovered}, status=200 if ok else 503
         )
+
+    # ------------------------------------------------------------------ customers API
+    def _guarded(self, handler: Any) -> Any:
+        """Bearer-token check (constant time) on every hop, before routing to the owner.
+        The customer id is logged; a customer's figures never are."""
+        token = self.settings.api_token.get_secret_value().encode("utf-8")
+
+        async def view(view: Any, request: Any, **kwargs: Any) -> Any:
+            given = request.headers.get("Authorization", "")
+            if not token:
+                return view.json({"error": "set TIERSTREAM_API_TOKEN to enable /customers"}, status=403)
+            if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode("utf-8"), token):
+                return view.json({"error": "a valid bearer token is required"}, status=401)
+            log.info("customer request for %s", kwargs.get("customer_id"))
+            return await handler(view, request, **kwargs)
+
+        return view
+
+    def _owned(self, customer_id: str) -> tuple[Partition, Customer] | None:
+        tables: Any = self.app.tables
+        if not tables.recovery.completed.is_set():
+            return None
+        number = partition_for(customer_id, self.settings.partitions)
+        part = self.partition(number)
+        store = part.store
+        store.tracking = False
+        try:
+            with routed_to(number, self.topics[0]):
+                return part, store[customer_id]
+        except KeyError:
+            return None
+        finally:
+            store.tracking = True
+
+    async def _customer_view(self, view: Any, request: Any, customer_id: str) -> Any:
+        """GET /customers/{id}: tier, lifecycle and metrics, from this worker's table."""
+        found = self._owned(customer_id)
+        if found is None:
+            return view.json({"error": f"no customer {customer_id}"}, status=404)
+        part, c = found
+        ev = part.engine.evaluator
+        fields = customer_fields(part.engine, c, self.rules)
+        return view.json(
+            {
+                "customer_id": customer_id,
+                "tier": fields["tier"],
+                "since": fields["since"],
+                "lifecycle": fields["lifecycle"],
+                "rules_version": self.rules.version,
+                "as_of": part.engine.calendar.isoformat(c.last_instant),
+                "metrics": ev.render_metrics(c, ev.churn_metrics),
+            }
+        )
+
+    async def _explain_view(self, view: Any, request: Any, customer_id: str) -> Any:
+        """GET /customers/{id}/explain: the `tierstream explain` document (outputs are in
+        the output topics, not the tables, so the list is empty here)."""
+        found = self._owned(customer_id)
+        if found is None:
+            return view.json({"error": f"no customer {customer_id}"}, status=404)
+        part, _ = found
+        return view.json(explain(part.engine, customer_id, []))
 
     def _update_lag(self) -> None:
         consumer = self.app.consumer

@@ -15,23 +15,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from tierstream.engine.decode import guess_customer, guess_key
 from tierstream.engine.rules import load_rules
 from tierstream.generate import generate_events, write_events
 from tierstream.settings import Settings
 from tierstream.simulate import output_line, read_lines, simulate
+from tierstream.worker import partition_for
 
 
 def make_bank(path: Path, customers: int, days: int, seed: int, noise: bool = True, late: bool = True) -> int:
     with path.open("w", encoding="utf-8") as out:
         return write_events(generate_events(customers, days, seed, None, noise, late, usd=False), out)
-
-
-def partition_of(customer_id: str, partitions: int) -> int:
-    """The producer's default partitioner (murmur2 of the key), as replay uses."""
-    return (murmur2(customer_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 def simulate_per_partition(events: Path, rules: str, partitions: int) -> list[dict[str, Any]]:
@@ -50,7 +44,7 @@ def simulate_per_partition(events: Path, rules: str, partitions: int) -> list[di
                 "bank.profiles",
             ):
                 continue
-            parts[partition_of(cid, partitions)].append((number, line))
+            parts[partition_for(cid, partitions)].append((number, line))
     outputs: list[dict[str, Any]] = []
     loaded = load_rules(rules)
     for p in sorted(parts):
@@ -98,6 +92,7 @@ class WorkerProcess:
                 "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
                 "TIERSTREAM_PARTITIONS": str(settings.partitions),
                 "TIERSTREAM_LOGLEVEL": settings.loglevel,
+                "TIERSTREAM_API_TOKEN": settings.api_token.get_secret_value(),
                 "TIERSTREAM_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
             }
         )

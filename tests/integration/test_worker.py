@@ -13,11 +13,14 @@ import io
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from tests.integration.support import (
     WorkerProcess,
@@ -169,7 +172,21 @@ def test_redis_outage_slows_nothing_and_catches_up(
     assert counts.get("gold", 0) == sum(1 for t in served.values() if t == "gold")
 
 
-def test_two_workers_share_the_partitions(settings: Settings, tmp_path: Path) -> None:
+def get_json(port: int, path: str, token: str | None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_two_workers_share_the_partitions_and_answer_for_each_other(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"api_token": SecretStr("s3cret-token")})
     events = tmp_path / "bank.jsonl"
     make_bank(events, customers=80, days=30, seed=13)
     sent = publish(settings, events)
@@ -179,6 +196,19 @@ def test_two_workers_share_the_partitions(settings: Settings, tmp_path: Path) ->
         a.wait_for(lambda: a.consumed() + b.consumed() >= sent, 240, "backlog consumed by both")
         assert a.consumed() > 0 and b.consumed() > 0, "both workers took partitions"
         outputs = captured(settings)
+        tiers = final_tiers(outputs)
+        customers = sorted({x["value"]["customer_id"] for x in outputs if x["topic"] != "tierstream.dlq"})
+        # Every customer through worker a: those on b's partitions are proxied to b.
+        for cid in customers:
+            status, doc = get_json(settings.web_port, f"/customers/{cid}", "s3cret-token")
+            assert status == 200, (cid, doc)
+            assert doc["tier"] == tiers.get(cid, "standard")
+        status, doc = get_json(other.web_port, f"/customers/{customers[0]}/explain", "s3cret-token")
+        assert status == 200 and doc["customer_id"] == customers[0] and doc["conditions"]
+        assert get_json(settings.web_port, f"/customers/{customers[0]}", None)[0] == 401
+        assert get_json(settings.web_port, f"/customers/{customers[0]}", "wrong")[0] == 401
+        assert get_json(settings.web_port, "/customers/NOBODY", "s3cret-token")[0] == 404
+        assert "s3cret" not in a.tail(2000) and "s3cret" not in b.tail(2000)
     finally:
         a.stop()
         b.stop()
