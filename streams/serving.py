@@ -15,6 +15,7 @@ from collections import Counter
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from .engine.evaluate import lifecycle, quadrant
 from .engine.ledger import Customer
 from .engine.money import format_fen
 from .engine.partition import PartitionEngine
@@ -28,24 +29,18 @@ log = logging.getLogger("tierstream.serving")
 CUSTOMER_KEY = "tierstream:customer:{}"
 TIER_COUNTS_KEY = "tierstream:tier_counts"
 EPOCH_KEY = "tierstream:epoch"
-NEW_DAYS = 90
 
 
 def customer_fields(engine: PartitionEngine, c: Customer, rules: Rules) -> dict[str, str]:
     """The hash SPEC §7 serves for one customer."""
     ev = engine.evaluator
     cal = engine.calendar
-    if c.dormant_fired:
-        lifecycle = "dormant"
-    elif c.day - c.first_day < NEW_DAYS:
-        lifecycle = "new"
-    else:
-        lifecycle = "active"
     fields = {
         "tier": rules.tier_ids[c.tier],
         "since": cal.isoformat(c.tier_since),
         "aum": format_fen(ev.getters["aum"](c)),
-        "lifecycle": lifecycle,
+        "lifecycle": lifecycle(c),
+        "quadrant": quadrant(ev, c),
         "updated_at": cal.isoformat(wall_clock_us()),
         "rules_version": rules.version,
     }

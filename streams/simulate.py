@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from .engine import decode as d
-from .engine.evaluate import Output
+from .engine.evaluate import Output, lifecycle, quadrant
 from .engine.jsonio import NotJson, dumps_compact, loads
 from .engine.partition import PartitionEngine
 from .engine.rules import Rules
@@ -114,9 +115,14 @@ def stats(engine: PartitionEngine) -> dict[str, Any]:
     migrations: dict[str, dict[str, int]] = {}
     for (src, dst), n in sorted(engine.migrations.items()):
         migrations.setdefault(src, {})[dst] = n
+    ev = engine.evaluator
+    stages = Counter(lifecycle(c) for c in engine.customers.values())
+    quads = Counter(quadrant(ev, c) for c in engine.customers.values())
     return {
         "outcomes": dict(engine.outcomes),
         "dead_letters": dict(sorted(engine.dead_letters.items())),
         "tiers": engine.tier_counts(),
         "migrations": migrations,
+        "lifecycle": {k: stages.get(k, 0) for k in ("new", "active", "dormant", "churn_risk")},
+        "quadrants": dict(sorted(quads.items())),
     }

@@ -597,6 +597,7 @@ class Worker:
                 "tier": fields["tier"],
                 "since": fields["since"],
                 "lifecycle": fields["lifecycle"],
+                "quadrant": fields["quadrant"],
                 "rules_version": self.rules.version,
                 "as_of": part.engine.calendar.isoformat(c.last_instant),
                 "metrics": ev.render_metrics(c, ev.churn_metrics),

@@ -17,7 +17,7 @@ import orjson
 
 from .ledger import Customer, SeriesSpec
 
-FORMAT = 1
+FORMAT = 2  # 2 added churn_risk; 1 is still read
 
 
 def _ring_out(ring: array[int], size: int, day: int) -> list[int]:
@@ -68,13 +68,14 @@ def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> by
         [[k, v] for k, v in c.opp_last.items()],
         [[k, v] for k, v in c.churn_last.items()],
         [[k, v] for k, v in c.seen.items()],
+        c.churn_risk,
     ]
     return partition.to_bytes(2, "big") + zlib.compress(orjson.dumps(doc), 1)
 
 
 def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
     doc = orjson.loads(zlib.decompress(data[2:]))
-    if doc[0] != FORMAT:
+    if doc[0] not in (1, FORMAT):
         raise ValueError(f"unknown customer state format {doc[0]}")
     (
         _,
@@ -92,7 +93,7 @@ def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
         opp_last,
         churn_last,
         seen,
-    ) = doc
+    ) = doc[:15]
     c = Customer(first_day, last_instant, specs)
     c.day, c.tier, c.tier_since, c.below_since = day, tier, tier_since, below_since
     c.last_txn_day, c.dormant_fired = last_txn_day, dormant
@@ -104,4 +105,5 @@ def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
     c.opp_last = {k: v for k, v in opp_last}
     c.churn_last = {k: v for k, v in churn_last}
     c.seen = {k: v for k, v in seen}
+    c.churn_risk = bool(doc[15]) if len(doc) > 15 else False  # format 1 had no churn_risk
     return c

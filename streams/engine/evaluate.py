@@ -11,7 +11,7 @@ from typing import Any
 
 from .ledger import Customer, Ledger, SeriesSpec
 from .money import format_fen
-from .rules import OUTFLOW_DAYS, PEAK_DAYS, Condition, Metric, Rules
+from .rules import ACTIVITY_DAYS, OUTFLOW_DAYS, PEAK_DAYS, Condition, Metric, Rules
 from .timeutil import Calendar
 
 TIER_CHANGES = "tier.changes"
@@ -43,7 +43,11 @@ def _kind(value: Any) -> str:
 
 def series_specs(rules: Rules) -> tuple[SeriesSpec, ...]:
     """The day series the rules need, each ring as long as its longest window."""
-    windows: dict[str, set[int]] = {"aum": set(), "external_outflow": {OUTFLOW_DAYS}}
+    windows: dict[str, set[int]] = {
+        "aum": set(),
+        "external_outflow": {OUTFLOW_DAYS},
+        "txn_count": {ACTIVITY_DAYS},  # the activity axis of the value x activity quadrant
+    }
     for m in rules.condition_metrics():
         if m.kind in ("avg_aum", "avg_loan"):
             windows.setdefault(m.kind[4:], set()).add(m.window)
@@ -102,6 +106,7 @@ class Evaluator:
         outflow = Fraction(rules.outflow_ratio)
         self.outflow_num, self.outflow_den = outflow.numerator, outflow.denominator
         self.outflow_getter = self.getters[f"external_outflow_{OUTFLOW_DAYS}d"]
+        self.activity_getter = self._getter(Metric(f"txn_count_{ACTIVITY_DAYS}d", "txn_count", ACTIVITY_DAYS))
 
     def _test(self, cond: Condition) -> Callable[[Customer], bool]:
         """A predicate for one condition; only attributes need the same-kind check.
@@ -260,6 +265,7 @@ class Evaluator:
                 aum = self.ledger.current(c, self.ledger.aum)
                 if aum * self.drop_den <= peak * self.drop_num:
                     c.churn_last["balance_drop"] = day
+                    c.churn_risk = True
                     self._churn(customer_id, c, "balance_drop", instant, out)
         last = c.churn_last.get("external_outflow")
         if last is None or day >= last + cooldown:
@@ -268,6 +274,7 @@ class Evaluator:
                 aum = self.ledger.current(c, self.ledger.aum)
                 if outflow * self.outflow_den >= self.outflow_num * (aum + outflow):
                     c.churn_last["external_outflow"] = day
+                    c.churn_risk = True
                     self._churn(customer_id, c, "external_outflow", instant, out)
 
     def _churn(self, customer_id: str, c: Customer, reason: str, instant: int, out: list[Output]) -> None:
@@ -285,3 +292,30 @@ class Evaluator:
             metrics=self.render_metrics(c, self.churn_metrics),
         )
         out.append((CHURN_WARNINGS, customer_id, value))
+
+
+NEW_CUSTOMER_DAYS = 90
+
+
+def lifecycle(c: Customer) -> str:
+    """`dormant` in a dormant spell, `churn_risk` after a balance-drop or outflow warning
+    until activity resumes, `new` for the first 90 days, else `active`."""
+    if c.dormant_fired:
+        return "dormant"
+    if c.churn_risk:
+        return "churn_risk"
+    if c.day - c.first_day < NEW_CUSTOMER_DAYS:
+        return "new"
+    return "active"
+
+
+def quadrant(ev: Evaluator, c: Customer) -> str:
+    """High/low value (main average metric against the segments threshold) by high/low
+    activity (customer-initiated transactions in 30 days)."""
+    rules = ev.rules
+    main = rules.main_metric()
+    value = ev.getters[main](c) if main in ev.getters else ev.getters["aum"](c)
+    count = ev.activity_getter(c)
+    high_value = value >= rules.segment_value_fen
+    active = count >= rules.segment_active_txn
+    return f"{'high' if high_value else 'low'}_value_{'active' if active else 'inactive'}"

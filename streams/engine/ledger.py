@@ -47,6 +47,7 @@ class Customer:
         "attrs",
         "below_since",
         "churn_last",
+        "churn_risk",
         "day",
         "dormant_fired",
         "first_day",
@@ -75,6 +76,8 @@ class Customer:
         self.series = [Series(s) for s in specs]
         self.last_txn_day: int | None = None
         self.dormant_fired = False
+        #: a balance-drop or outflow warning since the last customer activity
+        self.churn_risk = False
         self.opp_last: dict[int, int] = {}  # target tier -> day of last opportunity
         self.churn_last: dict[str, int] = {}  # reason -> day of last warning
         self.seen: dict[int, int] = {}  # event-id fingerprint -> business day
@@ -223,6 +226,7 @@ class Ledger:
             if c.last_txn_day is None or day > c.last_txn_day:
                 c.last_txn_day = day
                 c.dormant_fired = False  # a new dormant spell can only start from here
+                c.churn_risk = False
         if debit and channel == "pos" and "spend" in idx:
             self._add_day(c, idx["spend"], day, fen)
         if debit and external and "external_outflow" in idx:

@@ -22,6 +22,8 @@ MAX_WINDOW_DAYS = 366
 #: balance_drop looks at the peak AUM over [D-30, D-1]: the AUM ring needs 31 days.
 PEAK_DAYS = 30
 OUTFLOW_DAYS = 7
+#: the activity axis of the value x activity quadrant: transactions in 30 days
+ACTIVITY_DAYS = 30
 
 _WINDOWED = re.compile(r"(avg_aum|avg_loan|txn_count|debit|credit|spend|external_outflow)_(\d+)d\Z")
 _ATTR = re.compile(r"attr\.([A-Za-z_][A-Za-z0-9_.-]*)\Z")
@@ -154,6 +156,10 @@ class Rules:
     clock_lag_seconds: int = 300
     #: currency -> exact rate as (numerator, denominator)
     currencies: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: value x activity quadrant: high value from this main-metric figure (fen), active
+    #: from this many customer-initiated transactions in 30 days
+    segment_value_fen: int = 5_000_000
+    segment_active_txn: int = 4
     source: str = "<rules>"
     warnings: tuple[str, ...] = ()
 
@@ -211,6 +217,7 @@ _TOP_KEYS = {
     "max_record_bytes",
     "clock_lag_seconds",
     "currencies",
+    "segments",
 }
 
 
@@ -380,6 +387,17 @@ class _Loader:
         if "clock_lag_seconds" in top:
             kw["clock_lag_seconds"] = self.integer(
                 top["clock_lag_seconds"][1], "clock_lag_seconds", 0, 86_400
+            )
+        # value x activity segments: high value defaults to the first tier's average threshold
+        first_avg = next((c for t in tiers[1:] for c in t.any_of if c.metric.kind == "avg_aum"), None)
+        if first_avg is not None:
+            kw["segment_value_fen"] = first_avg.literal
+        seg = self.section(top, "segments", {"high_value_from", "active_txn_30d"})
+        if "high_value_from" in seg:
+            kw["segment_value_fen"] = self.money(seg["high_value_from"][1], "segments.high_value_from")
+        if "active_txn_30d" in seg:
+            kw["segment_active_txn"] = self.integer(
+                seg["active_txn_30d"][1], "segments.active_txn_30d", 1, 10_000
             )
         if "currencies" in top:
             rates: dict[str, tuple[int, int]] = {}

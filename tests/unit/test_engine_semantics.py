@@ -453,3 +453,34 @@ def test_a_lone_surrogate_is_dead_lettered_not_a_crash() -> None:
     )
     (dead,) = of_type(outputs, DLQ)
     assert (dead["error"], dead["payload_encoding"]) == ("invalid_json", "base64")
+
+
+def test_lifecycle_moves_new_churn_risk_dormant_and_back() -> None:
+    from tierstream.engine.evaluate import lifecycle, quadrant
+
+    rules = make_rules(dormant=20, grace=100)
+    book = Book().balance(day(1), "3000000.00").txn(day(2), "10.00").balance(day(3), "10.00")
+    _, engine = run(rules, book.encoded())
+    c = engine.customers["A"]
+    assert lifecycle(c) == "churn_risk"  # the balance drop on day 3
+    # high value by the 30-day average (3,000,000 x 2 / 30 = 200,000 >= 50,000), one transaction
+    assert quadrant(engine.evaluator, c) == "high_value_inactive"
+    book.txn(day(4), "10.00")
+    _, engine = run(rules, book.encoded())
+    assert lifecycle(engine.customers["A"]) == "new"  # activity resumed, within 90 days
+    _, engine = run(rules, book.encoded(), until=midnight(30))
+    assert lifecycle(engine.customers["A"]) == "dormant"  # 20 days without activity
+    book.txn(day(95), "10.00", channel="pos")
+    _, engine = run(rules, book.encoded())
+    assert lifecycle(engine.customers["A"]) == "active"  # past 90 days, active again
+
+
+def test_segments_are_configurable() -> None:
+    from tierstream.engine.rules import parse_rules
+
+    rules = parse_rules(
+        'scheme: s\nversion: "1"\ntiers: [{id: base}, {id: gold, any_of: ["avg_aum_30d >= 50000"]}]\n'
+        "segments: {high_value_from: 20000, active_txn_30d: 2}\n"
+    )
+    assert (rules.segment_value_fen, rules.segment_active_txn) == (2_000_000, 2)
+    assert make_rules().segment_value_fen == 5_000_000  # default: the first tier's average threshold

@@ -197,8 +197,8 @@ def test_unknown_keys_are_warnings_with_lines() -> None:
     rules = parse_rules(GOOD + "downgrad: {grace_days: 3}\n", "bank.yaml")
     assert rules.warnings == (
         "bank.yaml:6: warning: unknown key 'downgrad' ignored; expected one of churn, clock_lag_seconds, "
-        "currencies, downgrade, home_bank, max_lateness_days, max_record_bytes, opportunity, scheme, tiers, "
-        "timezone, version",
+        "currencies, downgrade, home_bank, max_lateness_days, max_record_bytes, opportunity, scheme, segments, "
+        "tiers, timezone, version",
     )
 
 
