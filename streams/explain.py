@@ -161,6 +161,8 @@ def explain(engine: PartitionEngine, customer_id: str, outputs: list[Output]) ->
         "series": series,
         "cooldowns": cooldowns,
         "outputs": [
-            {"topic": t, **{k: v for k, v in value.items() if k != "emitted_at"}} for t, _, value in outputs
+            {"topic": t, **{k: v for k, v in value.items() if k != "emitted_at"}}
+            for t, _, value in outputs
+            if t != DLQ
         ],
     }

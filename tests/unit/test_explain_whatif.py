@@ -118,3 +118,39 @@ def test_a_raised_threshold_moves_exactly_the_customers_in_the_gap(balances: lis
     assert moved == {"K1", "K2", "K3"}
     assert all((result.final.a[c], result.final.b[c]) == ("gold", "standard") for c in moved)
     assert result.movement()["gold"] == {"up": 0, "down": 3, "unchanged": 2}
+
+
+def test_explain_a_generated_customer_upgraded_then_downgraded_after_grace() -> None:
+    from tests.conftest import make_rules
+    from tierstream.engine.evaluate import TIER_CHANGES
+
+    rules = make_rules(grace=5)
+    lines = bank_lines(customers=120, days=75)
+    engine, outputs = replay_until(rules, lines, None)
+    changes: dict[str, list[dict]] = {}
+    for topic, cid, value in outputs:
+        if topic == TIER_CHANGES:
+            changes.setdefault(cid, []).append(value)
+    # a customer whose last move is a downgrade that followed an upgrade
+    cid, moves = next(
+        (c, m)
+        for c, m in sorted(changes.items())
+        if len(m) >= 2 and m[-1]["direction"] == "downgrade" and m[-2]["direction"] == "upgrade"
+    )
+    up, down = moves[-2], moves[-1]
+    final = explain(engine, cid, [o for o in outputs if o[1] == cid])
+    assert (final["tier"], final["since"]) == (down["to_tier"], down["effective_at"])
+    tier_events = [o for o in final["outputs"] if o["type"] == "tier_changed"]
+    assert tier_events[-2:] == [
+        {"topic": "tier.changes", **{k: v for k, v in e.items() if k != "emitted_at"}} for e in (up, down)
+    ]
+    # as of the downgrade instant: the tier, and the figures the event carried
+    at_down = explain(*replay_until(rules, lines, parse_instant(down["effective_at"]), cid)[:1], cid, [])
+    assert at_down["tier"] == down["to_tier"]
+    assert {k: at_down["metrics"][k] for k in down["metrics"]} == down["metrics"]
+    # just before it: still the higher tier, with the downgrade pending for that very day
+    day_before = explain(
+        *replay_until(rules, lines, parse_instant(down["effective_at"]) - 1, cid)[:1], cid, []
+    )
+    assert day_before["tier"] == down["from_tier"]
+    assert day_before["pending_downgrade"]["downgrade_on"] == down["effective_at"][:10]
