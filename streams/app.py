@@ -14,7 +14,8 @@ def create_app(settings: Settings) -> faust.App:
         broker=settings.broker_url,
         store=settings.store,
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
+        web_bind="0.0.0.0",
         topic_partitions=settings.partitions,
         topic_allow_declare=True,
         # Ready in ~5 s instead of ~30 s on Tansu (join is held for half the session timeout).

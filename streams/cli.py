@@ -32,6 +32,8 @@ rules_app = typer.Typer(help="Validate and show rules files.", no_args_is_help=T
 app.add_typer(rules_app, name="rules")
 redis_app = typer.Typer(help="The Redis serving cache.", no_args_is_help=True)
 app.add_typer(redis_app, name="redis")
+dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 err = Console(stderr=True)
 
 
@@ -527,6 +529,22 @@ def rules_check(rules: Annotated[str, typer.Argument(help="A rules file or a pre
         highlight=False,
     )
     out.print("OK", style="green")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    events: Annotated[
+        Path, typer.Option("--events", help="Event file of dead letters (as `tierstream capture` writes).")
+    ],
+    broker: BrokerOpt = None,
+) -> None:
+    """Re-publish dead-lettered records to their source input topics, keyed as before."""
+    from .dlq import replay_dead_letters
+    from .simulate import read_lines
+
+    settings = _broker_settings(broker)
+    with _open_in(events) as source:
+        _broker_call(settings, replay_dead_letters(settings, read_lines(source)))
 
 
 def main(argv: list[str] | None = None) -> None:

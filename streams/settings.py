@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
     live_clock: bool = Field(True, description="move partition clocks with the wall clock")
     web_port: int = Field(6066, description="HTTP port: /metrics, /health, /ready")
+    web_host: str = Field(
+        "127.0.0.1", description="the host other workers reach this one at (proxied /customers requests)"
+    )
     app_id: str = Field("tierstream", description="consumer group and table namespace")
     topic_prefix: str = Field("", description="prepended to every topic name, inputs and outputs")
     partitions: int = Field(8, ge=1, description="partitions of the input topics (co-partitioned)")

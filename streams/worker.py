@@ -164,8 +164,10 @@ class Partition:
     waiting_since: float | None = None
     #: highest applied offset per input topic (from the marker after a restart)
     applied: dict[str, int] = field(default_factory=dict)
-    #: highest offset received per input topic (for lag and drain checks)
+    #: highest offset received per input topic (for drain checks)
     received: dict[str, int] = field(default_factory=dict)
+    #: highest offset fully done (outputs delivered, state written) per input topic: lag
+    acked: dict[str, int] = field(default_factory=dict)
     swept_day: int | None = None
     #: customers per tier (kept in the marker, so exact across restarts)
     tier_counts: dict[str, int] = field(default_factory=dict)
@@ -377,9 +379,10 @@ class Worker:
                     return
                 await self._apply(work)
                 self.buffered -= released
-                for _, records in work:
+                for part, records in work:
                     for event in records:
                         event.ack()
+                        part.acked[event.message.topic] = event.message.offset
                 if released < self.settings.batch_size:
                     return
 
@@ -484,6 +487,10 @@ class Worker:
                     part.tier_counts[base] = part.tier_counts.get(base, 0) + 1
             self.serving.note_customers(part.engine, [(cid, part.store.cache[cid]) for cid, _, _ in changed])
             self.serving.note_counts(part.number, part.tier_counts)
+        for tier in self.rules.tier_ids:
+            self.metrics.customers.labels(tier=tier).set(
+                sum(p.tier_counts.get(tier, 0) for p in self.partitions.values())
+            )
         await asyncio.gather(*futures)
         markers = [
             await self._put(p.number, marker_key(p.number), self._marker(p), checkpoint=True) for p in parts
@@ -631,7 +638,7 @@ class Worker:
                 part = self.partition(tp.partition)  # its marker knows what was applied
             done = -1
             if part is not None:
-                done = part.applied.get(tp.topic, -1)
+                done = part.acked.get(tp.topic, -1)
             self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
                 max(0, high - (done + 1))
             )

@@ -75,10 +75,16 @@ def test_backlog_catch_up_equals_simulate(settings: Settings, tmp_path: Path) ->
     try:
         worker.wait_for(lambda: worker.consumed() >= sent, 180, f"{sent} records consumed")
         worker.wait_for(lambda: worker.lag() == 0, 30, "lag 0 in /metrics")
+        served = worker.metrics()
         outputs = captured(settings)
     finally:
         worker.stop()
     assert_same_as_simulate(settings, events, outputs)
+    by_tier = {k: v for k, v in served.items() if k.startswith("tierstream_customers{")}
+    assert sum(by_tier.values()) == 60  # every customer, counted once, by tier
+    assert by_tier['tierstream_customers{tier="gold"}'] == sum(
+        1 for t in final_tiers(outputs).values() if t == "gold"
+    )
     assert len(output_ids(outputs)) > 20  # the bank is worth testing: tier changes happened
 
     # Redis is a cache: wiped, it is rebuilt from the tables' changelog.
