@@ -242,6 +242,7 @@ class Worker:
             )
             store = CustomerStore(self.table, engine.ledger.specs)
             engine.customers = store
+            engine.duplicates_move_clock = True  # see PartitionEngine: exact after a crash
             part = Partition(number, engine, store, {t: deque() for t in self.topics})
             with routed_to(number, self.topics[0]):
                 self._load_marker(part)

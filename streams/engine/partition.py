@@ -62,6 +62,10 @@ class PartitionEngine:
         #: called with the old day just before the clock's day moves on (and before
         #: that move's boundary sweep): every customer is then as of that day.
         self.on_new_day: Callable[[int], None] | None = None
+        #: In normal flow a duplicate's ts never passes the clock (its original was
+        #: applied). After a crash, a redelivered record the stored state already holds
+        #: *was* applied and moved the clock; the worker sets this so it moves it again.
+        self.duplicates_move_clock = False
         self.home_bank = rules.home_bank
 
     def _wall_text(self) -> str:
@@ -182,16 +186,11 @@ class PartitionEngine:
         fp = fingerprint(event.event_id)
         if c is not None and fp in c.seen:
             self.outcomes[DUPLICATE] += 1
+            if self.duplicates_move_clock:
+                self._move_clock(ts, day, out)
             return
         self.outcomes[APPLIED] += 1
-        if self.clock is None or ts > self.clock:
-            self.clock = ts
-            if self.clock_day is None or day > self.clock_day:
-                if self.on_new_day is not None and self.clock_day is not None:
-                    self.on_new_day(self.clock_day)
-                self.clock_day = day
-                if self.eager:
-                    self.sweep(out)
+        self._move_clock(ts, day, out)
         target = self.clock_day
         assert target is not None
         ledger = self.ledger
@@ -220,6 +219,16 @@ class PartitionEngine:
         self._evaluate(cid, c, instant, out)
         if is_new and day < target:
             self.catch_up(cid, c, target, out)
+
+    def _move_clock(self, ts: int, day: int, out: list[Output]) -> None:
+        if self.clock is None or ts > self.clock:
+            self.clock = ts
+            if self.clock_day is None or day > self.clock_day:
+                if self.on_new_day is not None and self.clock_day is not None:
+                    self.on_new_day(self.clock_day)
+                self.clock_day = day
+                if self.eager:
+                    self.sweep(out)
 
     def _evaluate(self, cid: str, c: Customer, instant: int, out: list[Output]) -> None:
         before = len(out)

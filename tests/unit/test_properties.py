@@ -133,3 +133,20 @@ def test_state_stops_growing_once_history_exceeds_the_windows() -> None:
             if day in (400, 799):
                 sizes[day] = len(pickle.dumps(engine.customers["A"]))
         assert sizes[799] <= sizes[400] + 64, (preset, sizes)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories())
+def test_duplicates_moving_the_clock_changes_nothing_in_normal_flow(lines: list[bytes]) -> None:
+    """The worker lets duplicates move the clock (exact recovery after a crash); in a
+    normal flow a duplicate's ts never passes the clock, so outputs are the same."""
+    rules = make_rules(grace=2, dormant=15)
+    plain, moving = PartitionEngine(rules), PartitionEngine(rules)
+    moving.duplicates_move_clock = True
+    out_plain: list[Any] = []
+    out_moving: list[Any] = []
+    for number, line in enumerate(lines):
+        out_plain += feed_line(plain, number, line)
+        out_moving += feed_line(moving, number, line)
+    assert per_customer(out_plain) == per_customer(out_moving)
+    assert (plain.clock, plain.outcomes) == (moving.clock, moving.outcomes)
