@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     )
     # -- tuning
     merge_idle_ms: int = Field(
-        500, ge=0, description="how long a partition waits for a silent input topic before going on"
+        2000, ge=0, description="how long a partition waits for a never-fetched input topic before going on"
     )
     batch_size: int = Field(
         2000, ge=1, description="records per partition applied per state write and send batch"

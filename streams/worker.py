@@ -329,15 +329,16 @@ class Worker:
                 self.serving.note_counts(part.number, part.tier_counts)
                 await asyncio.sleep(0)
 
-    def _drained(self, part: Partition, topic: str) -> bool:
-        """True when this topic-partition has nothing left to fetch right now."""
+    def _drained(self, part: Partition, topic: str) -> bool | None:
+        """True: nothing left to fetch right now; False: records are known to be
+        pending (position below the high watermark); None: not fetched yet."""
         tp = TP(topic, part.number)
         try:
             high = self.app.consumer.highwater(tp)
         except Exception:  # not fetched yet
-            return False
+            return None
         if high is None:
-            return False
+            return None
         position = part.received.get(topic, part.applied.get(topic, -1)) + 1
         return bool(position >= high)
 
@@ -351,9 +352,12 @@ class Worker:
             if not heads:
                 part.waiting_since = None
                 break
-            empty = [t for t, q in queues.items() if not q]
-            blocked = [t for t in empty if not self._drained(part, t)]
-            if blocked:
+            states = [self._drained(part, t) for t, q in queues.items() if not q]
+            if False in states:
+                break  # records of an empty queue are known to be coming: never go ahead of them
+            if None in states:
+                # Nothing known yet about a topic-partition (not fetched): wait a bounded time,
+                # as Kafka Streams' max.task.idle.ms, then go on.
                 if part.waiting_since is None:
                     part.waiting_since = now
                 if now - part.waiting_since < idle:
