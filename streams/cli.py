@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
@@ -534,17 +534,55 @@ def rules_check(rules: Annotated[str, typer.Argument(help="A rules file or a pre
 @dlq_app.command("replay")
 def dlq_replay(
     events: Annotated[
-        Path, typer.Option("--events", help="Event file of dead letters (as `tierstream capture` writes).")
+        Path,
+        typer.Option("--events", help="Event file of dead letters (as `tierstream capture` writes), fixed."),
     ],
+    rules: Annotated[
+        str | None,
+        typer.Option(
+            "--rules",
+            help="The worker's rules file or preset, to check the records [env TIERSTREAM_RULES, cmb].",
+        ),
+    ] = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid", help="Publish the records that pass; name and skip the still-bad ones."
+        ),
+    ] = False,
     broker: BrokerOpt = None,
 ) -> None:
-    """Re-publish dead-lettered records to their source input topics, keyed as before."""
-    from .dlq import replay_dead_letters
+    """Re-publish fixed dead-lettered records to their source input topics, keyed by customer_id.
+
+    Every payload is checked first as a worker checks one record (size, JSON, schema and
+    values, future timestamp): if any would be dead-lettered again, nothing is published
+    and the still-bad records are named by line (unless --skip-invalid).
+    """
+    from .dlq import Checker, check_file, replay_dead_letters
     from .simulate import read_lines
 
-    settings = _broker_settings(broker)
+    settings = _settings_from({"broker_url": broker, "rules": rules})
+    checker = Checker(_rules(settings.rules))
     with _open_in(events) as source:
-        _broker_call(settings, replay_dead_letters(settings, read_lines(source)))
+        lines: Iterable[tuple[int, bytes]]
+        if source.seekable():
+            first_pass: Iterable[tuple[int, bytes]] = read_lines(source)
+        else:  # a pipe, e.g. --events <(jq ...): read it once
+            first_pass = lines = list(read_lines(source))
+        if not skip_invalid:
+            count, refused = check_file(first_pass, checker, settings.topic_prefix)
+            if count:
+                for other in refused[1:]:
+                    print(f"{events} {other.describe()}", file=sys.stderr)
+                more = f" (and {count - 1:,} more)" if count > 1 else ""
+                fail(
+                    f"{events} {refused[0].describe()}{more}: fix the payload or drop the line "
+                    "(or pass --skip-invalid); nothing was published"
+                )
+        if source.seekable():
+            source.seek(0)
+            lines = read_lines(source)
+        _broker_call(settings, replay_dead_letters(settings, lines, checker))
 
 
 def main(argv: list[str] | None = None) -> None:

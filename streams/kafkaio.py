@@ -15,7 +15,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 from .engine.decode import INPUT_TOPICS, guess_key
@@ -27,10 +27,12 @@ from .settings import Settings
 __all__ = [
     "BrokerUnreachable",
     "KafkaIOError",
+    "Publisher",
     "capture",
     "client_kwargs",
     "ensure_topics",
     "format_shifted",
+    "input_producer",
     "replay",
 ]
 
@@ -151,6 +153,56 @@ async def ensure_topics(
         await _close_quietly(admin)
 
 
+# --- publishing -------------------------------------------------------------------------------
+class Publisher:
+    """Sends records and keeps at most CHUNK of them unacknowledged (bounded memory, early errors)."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self._in_flight: list[asyncio.Future[Any]] = []
+        self.sent = 0
+
+    async def send(
+        self, topic: str, payload: bytes, key: bytes | None, timestamp_ms: int | None = None
+    ) -> None:
+        """Queue one record (full topic name); the producer's own errors propagate."""
+        self._in_flight.append(await self._producer.send(topic, payload, key=key, timestamp_ms=timestamp_ms))
+        self.sent += 1
+        if len(self._in_flight) >= CHUNK:
+            await self.drain()
+
+    async def drain(self) -> None:
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight)
+            self._in_flight.clear()
+
+
+@contextlib.asynccontextmanager
+async def input_producer(settings: Settings, **options: Any) -> AsyncIterator[Publisher]:
+    """A producer for the input topics, as a `Publisher`, for `replay` and `dlq replay`.
+
+    Creates the input topics first (with the configured partitions, before any client
+    names them). On leaving the block normally every record is acknowledged and
+    flushed; broker trouble anywhere becomes a one-line KafkaIOError; the producer is
+    always closed. `options` are AIOKafkaProducer's (linger_ms, acks, ...).
+    """
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    await ensure_topics(settings, settings.input_topics, settings.partitions)
+    producer = AIOKafkaProducer(**client_kwargs(settings), max_request_size=4 * 1024 * 1024, **options)
+    await _start(producer, settings)
+    publisher = Publisher(producer)
+    try:
+        yield publisher
+        await publisher.drain()
+        await producer.flush()
+    except KafkaError as exc:
+        raise KafkaIOError(f"publishing to {settings.broker_url} failed: {exc}") from None
+    finally:
+        await _close_quietly(producer)
+
+
 # --- replay -----------------------------------------------------------------------------------
 _WIRE_TS = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})\Z"
@@ -257,21 +309,9 @@ async def replay(
     text keeps its offset and fraction. Lines that are not JSON or name no input
     topic are skipped and counted. `rate` (events/s) paces the sends.
     """
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+    from aiokafka.errors import MessageSizeTooLargeError
 
-    await ensure_topics(settings, settings.input_topics, settings.partitions)
-    producer = AIOKafkaProducer(
-        **client_kwargs(settings),
-        linger_ms=5 if rate else 20,
-        max_batch_size=256 * 1024,
-        max_request_size=4 * 1024 * 1024,
-        acks=1,
-    )
-    await _start(producer, settings)
     stats = _Stats()
-    sent = 0
-    in_flight: list[asyncio.Future[Any]] = []
     began = time.monotonic()
     last_ms = -1
     high_us: int | None = None  # the latest event ts seen so far
@@ -284,24 +324,18 @@ async def replay(
         return last_ms
 
     async def send(record: _Record, ts_ms: int) -> None:
-        nonlocal sent
         if rate:
-            delay = began + sent / rate - time.monotonic()
+            delay = began + out.sent / rate - time.monotonic()
             if delay > 0.001:
                 await asyncio.sleep(delay)
         try:
-            fut = await producer.send(
-                settings.topic(record.topic), record.payload, key=record.key, timestamp_ms=ts_ms
-            )
+            await out.send(settings.topic(record.topic), record.payload, record.key, ts_ms)
         except MessageSizeTooLargeError:
             stats.too_large += 1
-            return
-        in_flight.append(fut)
-        sent += 1
-        if len(in_flight) >= CHUNK:
-            await _drain(in_flight)
 
-    try:
+    async with input_producer(
+        settings, linger_ms=5 if rate else 20, max_batch_size=256 * 1024, acks=1
+    ) as out:
         for _number, line in lines:
             parsed = _parse_line(line, stats)
             if parsed is None:
@@ -353,12 +387,7 @@ async def replay(
             await send(record, next_ms(high_us // _US_PER_MS))
         for early in pending:  # a file with no timestamps at all
             await send(early, next_ms(time.time_ns() // 1_000_000))
-        await _drain(in_flight)
-        await producer.flush()
-    except KafkaError as exc:
-        raise KafkaIOError(f"publishing to {settings.broker_url} failed: {exc}") from None
-    finally:
-        await _close_quietly(producer)
+    sent = out.sent
     elapsed = max(time.monotonic() - began, 1e-9)
     log(f"replay: published {sent:,} records in {elapsed:.2f}s ({sent / elapsed:,.0f}/s)")
     skipped = {
@@ -375,12 +404,6 @@ async def replay(
             "(a worker dead-letters them as future_timestamp); use a lower --rate or a shorter file"
         )
     return sent
-
-
-async def _drain(in_flight: list[asyncio.Future[Any]]) -> None:
-    if in_flight:
-        await asyncio.gather(*in_flight)
-        in_flight.clear()
 
 
 # --- capture ----------------------------------------------------------------------------------
