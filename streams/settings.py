@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         2000, ge=1, description="records per partition applied per state write and send batch"
     )
+    commit_interval_ms: int = Field(
+        1000,
+        ge=0,
+        description="how often applied records are committed: changed state written once, then acked",
+    )
+    commit_max_records: int = Field(
+        20_000, ge=1, description="commit sooner once this many applied records are uncommitted"
+    )
     loglevel: str = Field("WARNING", description="worker log level (INFO shows table recovery)")
     sweep_interval_seconds: float = Field(5.0, gt=0, description="live clock and day-boundary sweep period")
 

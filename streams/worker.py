@@ -10,9 +10,14 @@ exact:
   until it is drained to its high watermark or `merge_idle_ms` has passed, as Kafka
   Streams' `max.task.idle.ms` does. So a backlog is applied in the order `simulate`
   reads the file, whatever order the consumer fetched it in.
-* **Manual acks.** A record is acked only once its outputs are delivered and the
-  state it produced is written; Faust commits contiguous acked offsets only. A
-  `kill -9` redelivers at most what was not committed.
+* **Manual acks, committed in intervals.** Outputs are sent as soon as a batch is
+  applied. Every `commit_interval_ms` (or `commit_max_records`) the worker commits:
+  it waits for those deliveries, writes each changed customer once, then the
+  markers, then acks; Faust commits contiguous acked offsets only. A `kill -9`
+  redelivers at most what was not committed, and the engine re-sends the same
+  outputs with the same ids (at-least-once; consumers dedupe by `output_id`). As
+  in Kafka Streams' record cache, a customer touched many times in an interval is
+  written once.
 * **A partition marker.** After each batch the partition's clock and the highest
   applied offset of each input topic-partition are written to the customers table
   under a reserved key, alone in the last producer batch. On the local broker
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import time
@@ -183,8 +189,8 @@ class Worker:
         self.topics = settings.input_topics
         self.topic_index = {t: i for i, t in enumerate(self.topics)}
         self.input = app.topic(*self.topics, key_serializer="raw", value_serializer="raw")
-        self.outputs = {
-            name: app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw")
+        self.output_names = {
+            name: settings.topic(name)
             for name in ("tier.changes", "tier.opportunities", "customer.churn-warnings", DLQ)
         }
         self.table = app.Table(
@@ -201,6 +207,12 @@ class Worker:
         self.buffered = 0
         self.arrived = 0
         self.ready = False
+        #: applied but not yet committed: records to ack, partitions to persist, deliveries
+        self.uncommitted: list[tuple[Partition, list[Any]]] = []
+        self.uncommitted_records = 0
+        self.moved: dict[int, Partition] = {}
+        self.deliveries: list[asyncio.Future[Any]] = []
+        self.last_commit = time.monotonic()
 
     # ------------------------------------------------------------------ wiring
     def install(self) -> None:
@@ -221,6 +233,7 @@ class Worker:
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         async with self.lock:
+            await self._commit()  # what was applied is written before another worker takes it
             for tp in revoked:
                 part = self.partitions.pop(tp.partition, None)
                 if part is not None:
@@ -304,6 +317,10 @@ class Worker:
     async def _tick_merge(self) -> None:
         if self.buffered:
             await self.pump()
+        if self.uncommitted_records or self.moved:
+            async with self.lock:
+                if time.monotonic() - self.last_commit >= self.settings.commit_interval_ms / 1000:
+                    await self._commit()
         if self.serving.needs_refresh:
             await self.refresh_serving()
 
@@ -368,54 +385,81 @@ class Worker:
         return out
 
     async def pump(self) -> None:
-        """Release what is safe, apply it, deliver outputs, write state, then ack."""
+        """Release what is safe, apply it and send its outputs; commit when it is time."""
         async with self.lock:
             self.arrived = 0
+            settings = self.settings
             while True:
                 now = time.monotonic()
                 work = []
                 released = 0
                 for part in list(self.partitions.values()):
-                    records = self._release(part, now, self.settings.batch_size)
+                    records = self._release(part, now, settings.batch_size)
                     if records:
                         work.append((part, records))
                         released += len(records)
-                if not work:
-                    return
-                await self._apply(work)
-                self.buffered -= released
-                for part, records in work:
-                    for event in records:
-                        event.ack()
-                        part.acked[event.message.topic] = event.message.offset
-                if released < self.settings.batch_size:
+                if work:
+                    await self._apply(work)
+                    self.buffered -= released
+                    self.uncommitted.extend(work)
+                    self.uncommitted_records += released
+                if (
+                    self.uncommitted_records >= settings.commit_max_records
+                    or time.monotonic() - self.last_commit >= settings.commit_interval_ms / 1000
+                ):
+                    await self._commit()
+                if released < settings.batch_size:
                     return
 
     async def _apply(self, work: list[tuple[Partition, list[Any]]]) -> None:
         outputs: list[tuple[Output, float | None]] = []
+        bare = self._bare
         for part, records in work:
             engine = part.engine
+            process = engine.process_payload
+            applied = part.applied
             with routed_to(part.number, self.topics[0]):
                 day_before = engine.clock_day
                 for event in records:
                     msg = event.message
                     key = msg.key.decode("utf-8", "replace") if msg.key else None
-                    produced = engine.process_payload(
-                        self._bare(msg.topic),
+                    produced = process(
+                        bare(msg.topic),
                         msg.value or b"",
                         partition=msg.partition,
                         offset=msg.offset,
                         key=key,
                     )
-                    self._count(engine)
-                    self._count_tiers(part, produced)
-                    for o in produced:
-                        outputs.append((o, msg.timestamp))
-                    part.applied[msg.topic] = msg.offset
+                    if produced:
+                        self._count_tiers(part, produced)
+                        for o in produced:
+                            outputs.append((o, msg.timestamp))
+                    applied[msg.topic] = msg.offset
                 if engine.clock_day is not None and engine.clock_day != day_before:
                     outputs.extend((o, None) for o in self._sweep(part))
-        await self._deliver(outputs)
-        await self._persist([p for p, _ in work])
+            self._count(engine)
+        await self._send_outputs(outputs)
+
+    async def _commit(self) -> None:
+        """Outputs delivered, then changed state written once, then markers, then acks."""
+        self.last_commit = time.monotonic()
+        parts = dict(self.moved)
+        for part, _ in self.uncommitted:
+            parts[part.number] = part
+        if not parts and not self.deliveries:
+            return
+        deliveries, self.deliveries = self.deliveries, []
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        await self._persist(list(parts.values()))
+        for part, records in self.uncommitted:
+            acked = part.acked
+            for event in records:
+                event.ack()
+                acked[event.message.topic] = event.message.offset
+        self.uncommitted = []
+        self.uncommitted_records = 0
+        self.moved = {}
 
     def _sweep(self, part: Partition) -> list[Output]:
         """Every customer of the partition up to its clock's day (state not rewritten)."""
@@ -454,26 +498,25 @@ class Worker:
                 self.metrics.dead_letters.labels(error=error).inc(n)
         engine.dead_letters.clear()
 
-    async def _deliver(self, outputs: list[tuple[Output, float | None]]) -> None:
-        if not outputs:
-            return
-        futures = []
-        for (topic, key, value), _ in outputs:
-            futures.append(
-                await self.outputs[topic].send(
-                    key=key.encode("utf-8") if key else None,
-                    value=orjson.dumps(value),
-                )
+    async def _send_outputs(self, outputs: list[tuple[Output, float | None]]) -> None:
+        """Hand outputs to the producer now (latency); their delivery is awaited at commit."""
+        producer = self.app.producer
+        names = self.output_names
+        for (topic, key, value), ts in outputs:
+            kind = value.get("type", "dead_letter") if topic != DLQ else "dead_letter"
+            # aiokafka's future for the record's delivery
+            future: asyncio.Future[Any] = await producer.send(  # type: ignore[assignment]
+                names[topic], key.encode("utf-8") if key else None, orjson.dumps(value), None, None, None
             )
-        await self.app.producer.flush()
-        await asyncio.gather(*futures)
-        now = time.time()
-        for (topic, _, value), ts in outputs:
-            self.metrics.outputs.labels(
-                type=value.get("type", "dead_letter") if topic != DLQ else "dead_letter"
-            ).inc()
-            if ts is not None:
-                self.metrics.latency.observe(max(0.0, now - ts))
+            future.add_done_callback(functools.partial(self._delivered, kind, ts))
+            self.deliveries.append(future)
+
+    def _delivered(self, kind: str, ts: float | None, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # the commit's gather raises it; the records stay unacked
+        self.metrics.outputs.labels(type=kind).inc()
+        if ts is not None:
+            self.metrics.latency.observe(max(0.0, time.time() - ts))
 
     async def _persist(self, parts: list[Partition]) -> None:
         """State first, delivered; then each partition's marker, alone in its batch.
@@ -484,10 +527,18 @@ class Worker:
         """
         futures = []
         base = self.rules.tier_ids[0]
+        producer = self.app.producer
+        changelog = self.table.changelog_topic.get_topic_name()
         for part in parts:
             changed = part.store.take_touched(part.number)
+            with routed_to(part.number, self.topics[0]):
+                data = self.table.data
+                for cid, blob, _ in changed:
+                    data[cid.encode("utf-8")] = blob
             for cid, blob, new in changed:
-                futures.append(await self._put(part.number, cid.encode("utf-8"), blob))
+                futures.append(
+                    await producer.send(changelog, cid.encode("utf-8"), blob, part.number, None, None)
+                )
                 if new:
                     part.tier_counts[base] = part.tier_counts.get(base, 0) + 1
             self.serving.note_customers(part.engine, [(cid, part.store.cache[cid]) for cid, _, _ in changed])
@@ -497,27 +548,22 @@ class Worker:
                 sum(p.tier_counts.get(tier, 0) for p in self.partitions.values())
             )
         await asyncio.gather(*futures)
-        markers = [
-            await self._put(p.number, marker_key(p.number), self._marker(p), checkpoint=True) for p in parts
-        ]
+        markers = [await self._put_marker(p) for p in parts]
         await asyncio.gather(*markers)
 
-    async def _put(self, partition: int, key: bytes, value: bytes, checkpoint: bool = False) -> Any:
-        """Write one table entry to the store and its changelog partition.
-
-        With `checkpoint` (markers only) the offset is recorded in a RocksDB store, so a
-        restart reads the changelog from the last marker on. Recording it for every
-        write would, after a crash between a batch's state and its marker, put it past
-        the end offset the local broker reports, and Faust would refuse to start.
+    async def _put_marker(self, part: Partition) -> Any:
+        """Write a partition's marker to the store and its changelog partition, recording
+        its offset as the RocksDB checkpoint, so a restart reads the changelog from the
+        last marker on. Recording it for every state write would, after a crash between
+        a commit's state and its marker, put it past the end offset the local broker
+        reports, and Faust would refuse to start.
         """
-        with routed_to(partition, self.topics[0]):
+        key, value = marker_key(part.number), self._marker(part)
+        with routed_to(part.number, self.topics[0]):
             self.table.data[key] = value
         table: Any = self.table
         return await table.changelog_topic.send(
-            key=key,
-            value=value,
-            partition=partition,
-            callback=table._on_changelog_sent if checkpoint else None,
+            key=key, value=value, partition=part.number, callback=table._on_changelog_sent
         )
 
     # ------------------------------------------------------------------ live clock
@@ -527,7 +573,6 @@ class Worker:
         async with self.lock:
             instant = wall_clock_us() - self.rules.clock_lag_seconds * US_PER_SECOND
             outputs: list[tuple[Output, float | None]] = []
-            moved = []
             for part in list(self.partitions.values()):
                 engine = part.engine
                 if engine.clock is None:
@@ -537,9 +582,9 @@ class Worker:
                 if engine.clock_day != day_before or part.swept_day != engine.clock_day:
                     with routed_to(part.number, self.topics[0]):
                         outputs.extend((o, None) for o in self._sweep(part))
-                moved.append(part)
-            await self._deliver(outputs)
-            await self._persist(moved)
+                self.moved[part.number] = part
+            await self._send_outputs(outputs)
+            await self._commit()
 
     # ------------------------------------------------------------------ web
     # Faust makes a handler the `get` of a View class; ours are bound methods, so they

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,7 @@ class Rules:
     source: str = "<rules>"
     warnings: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def tier_ids(self) -> tuple[str, ...]:
         return tuple(t.id for t in self.tiers)
 
