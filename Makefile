@@ -42,6 +42,7 @@ lint: install
 	$(BIN)/ruff check streams schemas tests bench
 	$(BIN)/ruff format --check streams schemas tests bench
 	$(BIN)/mypy -p tierstream
+	$(BIN)/mypy --explicit-package-bases bench
 
 schemas: install
 	$(BIN)/python -m tierstream.schemas.export
@@ -50,7 +51,7 @@ demo: install
 	$(BIN)/python -m tierstream.demo
 
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf build .mypy_cache .pytest_cache .ruff_cache

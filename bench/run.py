@@ -2,9 +2,10 @@
 
 Prints one table (target, measured, pass/miss) and writes bench/results.json.
 Absolute times drift on a shared 2-core machine; comparisons are made side by side
-in the same run. Not part of `make test`.
+in the same run. Not part of `make test`. The default run takes about 12 minutes
+on the 2-core machine here; `--quick` is a 2-minute smoke run with small sizes.
 
-    .venv/bin/python bench/run.py [--customers 10000] [--days 90] [--quick]
+    .venv/bin/python -m bench.run [--quick] [--skip-worker]
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
+import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from tierstream.generate import generate_events, write_events
 from tierstream.simulate import output_line, read_lines, simulate
 
 HERE = Path(__file__).parent
+Row = tuple[str, str, str, bool | None]
 
 
 def make_bank(path: Path, customers: int, days: int) -> int:
@@ -33,7 +37,7 @@ def make_bank(path: Path, customers: int, days: int) -> int:
         return write_events(generate_events(customers, days, seed=1, usd=False), out)
 
 
-def engine_only(rules_name: str, path: Path) -> tuple[float, Any]:
+def engine_only(rules_name: str, path: Path) -> tuple[float, float, Any]:
     """Events/s for parse -> apply -> evaluate -> encode, lines already in memory."""
     rules = load_rules(rules_name)
     lines = list(read_lines(path.open("rb")))
@@ -42,7 +46,7 @@ def engine_only(rules_name: str, path: Path) -> tuple[float, Any]:
     start = time.perf_counter()
     engine = simulate(rules, lines, lambda o: sink.append(output_line(o)))
     elapsed = time.perf_counter() - start
-    return len(lines) / elapsed, engine
+    return len(lines) / elapsed, elapsed, engine
 
 
 def with_files(path: Path) -> float:
@@ -74,93 +78,212 @@ def state_bytes(engine: Any) -> float:
     return sum(sizes) / len(sizes)
 
 
-def state_run(rules_name: str, customers: int, days: int) -> dict[str, float]:
-    """State bytes per customer and this process's RSS after a run (a fresh process each)."""
-    code = f"""
-import json, resource, sys
+_STATE_RUN = """
+import json, resource, time
 from bench.run import state_bytes
 from tierstream.engine.rules import load_rules
 from tierstream.engine.partition import PartitionEngine
 from tierstream.generate import generate_events
 from tierstream.simulate import feed_line
 import orjson
-engine = PartitionEngine(load_rules({rules_name!r}))
+engine = PartitionEngine(load_rules({rules!r}))
 n = 0
+start = time.perf_counter()
 for i, line in enumerate(generate_events({customers}, {days}, seed=2, usd=False)):
     feed_line(engine, i, orjson.dumps(line))
     n += 1
-print(json.dumps({{"events": n, "state_bytes": state_bytes(engine),
+elapsed = time.perf_counter() - start
+print(json.dumps({{"events": n, "seconds": elapsed, "state_bytes": state_bytes(engine),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
-    start = time.perf_counter()
+
+
+def state_run(rules_name: str, customers: int, days: int) -> dict[str, Any]:
+    """State bytes per customer and the process's peak RSS after a run, in a fresh
+    process (generation included in the time, so events/s here is end to end)."""
+    code = _STATE_RUN.format(rules=rules_name, customers=customers, days=days)
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=HERE.parent
     )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["events_per_s"] = result["events"] / (time.perf_counter() - start)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result.update(rules=rules_name, customers=customers, days=days)
+    result["events_per_s"] = round(result["events"] / result["seconds"])
     return result
+
+
+def in_pairs(jobs: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
+    """Run state runs two at a time (one per core), longest first."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        order = sorted(jobs, key=lambda j: -(j[1] * j[2] * (2 if j[0] == "ccb" else 1)))
+        futures = {job: pool.submit(state_run, *job) for job in order}
+        return [futures[job].result() for job in jobs]
+
+
+def slope_kb(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """RSS added per customer between two runs, in KB."""
+    added_mb = float(b["rss_mb"]) - float(a["rss_mb"])
+    return added_mb * 1024 / (int(b["customers"]) - int(a["customers"]))
+
+
+def baseline(bank: Path, engine: Any, engine_seconds: float, lines: int) -> dict[str, Any]:
+    from bench.baseline import engine_figures, nightly_batch, summarize
+
+    batch = nightly_batch(bank, engine.rules)
+    ours = engine_figures(engine, batch.as_of)
+    return summarize(ours, batch, engine, engine_seconds, lines)
+
+
+def worker_figures(quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    from bench import latency, worker_vs_passthrough
+    from bench.stack import LocalStack
+
+    with LocalStack(prefix="bench.") as stack:
+        throughput = worker_vs_passthrough.measure(stack, *((500, 20) if quick else (2000, 30)))
+    args = argparse.Namespace(
+        rate=2000, seconds=20 if quick else 60, warmup=5 if quick else 10, customers=20_000
+    )
+    with LocalStack(prefix="latency.") as stack:
+        lat = latency.measure(stack, args)
+    return throughput, lat
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=10_000)
-    parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--skip-worker", action="store_true", help="engine figures only (no broker)")
     args = parser.parse_args()
-    customers, days = (1000, 30) if args.quick else (args.customers, args.days)
+    quick = args.quick
+    started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="tierstream-bench-"))
     bank = work / "bank.jsonl"
+    customers, days = (1000, 30) if quick else (10_000, 90)
     events = make_bank(bank, customers, days)
-    rows: list[tuple[str, str, float, str, bool | None]] = []
-    results: dict[str, Any] = {"machine": f"{resource.getpagesize()}-byte pages, 2 cores", "events": events}
+    rows: list[Row] = []
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+        f"{len(os.sched_getaffinity(0))} cores",
+        "bank": {"customers": customers, "days": days, "events": events, "rules": "cmb"},
+    }
 
-    eps, _ = engine_only("cmb", bank)
+    # -- engine: events/s, then the nightly batch on the same file
+    eps, engine_seconds, engine = engine_only("cmb", bank)
     results["engine_events_per_s"] = round(eps)
-    rows.append(("engine_events_per_s", ">= 50,000", eps, f"{eps:,.0f}", eps >= 50_000))
+    rows.append(("engine_events_per_s (1 core)", ">= 50,000", f"{eps:,.0f}", eps >= 50_000))
     file_eps = with_files(bank)
     results["engine_with_files_events_per_s"] = round(file_eps)
-    rows.append(("engine_with_files_events_per_s", "(info)", file_eps, f"{file_eps:,.0f}", None))
+    rows.append(("engine_with_files_events_per_s", "(info)", f"{file_eps:,.0f}", None))
+    base = baseline(bank, engine, engine_seconds, events)
+    del engine
+    results["baseline"] = base
+    agree = base["avg_agree"] == base["tier_agree"] == base["customers"] > 0
+    rows.append(
+        (
+            "batch vs engine: customers agreeing",
+            "all",
+            f"{min(base['avg_agree'], base['tier_agree']):,}/{base['customers']:,}",
+            agree,
+        )
+    )
+    rows.append(("nightly batch (DuckDB), whole history", "(info)", f"{base['batch_seconds']:.1f} s", None))
+    rows.append(("engine, whole history", "(info)", f"{engine_seconds:.1f} s", None))
 
-    scale = [] if args.quick else [(10_000, 60), (100_000, 60)]
-    for preset, limit in (("cmb", 1536), ("ccb", 4096)):
-        c, d = (2000, 30) if args.quick else (100_000, 60)
-        r = state_run(preset, c, d)
+    # -- state and memory: presets, growth with customers, growth with history (2 at a time)
+    big = (2000, 30) if quick else (100_000, 60)
+    growth_sizes = [1000, 10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+    history_days = [20, 60] if quick else [60, 180]
+    jobs = [("cmb", *big), ("ccb", *big)]
+    jobs += [("cmb", c, 3) for c in growth_sizes]
+    jobs += [("cmb", 10_000 if not quick else 1000, d) for d in history_days]
+    runs = in_pairs(jobs)
+    for preset, limit, r in (("cmb", 1536, runs[0]), ("ccb", 4096, runs[1])):
         results[f"state_bytes_per_customer_{preset}"] = round(r["state_bytes"])
         results[f"rss_mb_{preset}"] = round(r["rss_mb"])
+        label = f"{preset}, {r['customers']:,} x {r['days']} days"
         rows.append(
             (
-                f"state_bytes_per_customer ({preset})",
+                f"state_bytes_per_customer ({label})",
                 f"<= {limit:,}",
-                r["state_bytes"],
                 f"{r['state_bytes']:,.0f}",
                 r["state_bytes"] <= limit,
             )
         )
-        rows.append(
-            (f"rss_mb ({preset}, {c:,} customers)", "(info)", r["rss_mb"], f"{r['rss_mb']:,.0f}", None)
+        rows.append((f"rss_mb ({label})", "(info)", f"{r['rss_mb']:,.0f}", None))
+    growth = runs[2:5]
+    history = runs[5:]
+    results["growth"] = [
+        {k: g[k] for k in ("customers", "days", "events", "rss_mb", "events_per_s")} for g in growth
+    ]
+    results["history"] = [
+        {k: g[k] for k in ("customers", "days", "events", "rss_mb", "state_bytes")} for g in history
+    ]
+    first, second = slope_kb(growth[0], growth[1]), slope_kb(growth[1], growth[2])
+    linear = 0.5 <= second / first <= 1.5 if first > 0 else False
+    rows.append(
+        (
+            "RSS per added customer (KB), 10x then 100x",
+            "linear",
+            f"{first:.2f} / {second:.2f}",
+            linear,
         )
-    growth = []
-    for c, d in scale:
-        r = state_run("cmb", c, d)
-        growth.append(
-            {
-                "customers": c,
-                "days": d,
-                "rss_mb": round(r["rss_mb"]),
-                "events_per_s": round(r["events_per_s"]),
-            }
+    )
+    flat = history[1]["rss_mb"] <= history[0]["rss_mb"] * 1.15
+    rows.append(
+        (
+            f"RSS {history[0]['days']} -> {history[1]['days']} days (MB)",
+            "flat",
+            f"{history[0]['rss_mb']:,.0f} -> {history[1]['rss_mb']:,.0f}",
+            flat,
         )
-    results["growth"] = growth
+    )
 
-    print(f"{'figure':<42}{'target':>12}{'measured':>14}  result")
-    for name, target, _, shown, ok in rows:
+    # -- the worker on the local broker
+    if not args.skip_worker:
+        throughput, lat = worker_figures(quick)
+        results["worker"] = throughput
+        results["latency"] = lat
+        results["worker_events_per_s"] = throughput["worker_events_per_s"]
+        results["passthrough_events_per_s"] = throughput["passthrough_events_per_s"]
+        results["changelog_bytes_per_event"] = throughput["changelog_bytes_per_event"]
+        results["latency_p50_ms"] = lat["latency_p50_ms"]
+        results["latency_p99_ms"] = lat["latency_p99_ms"]
+        ratio = throughput["ratio"]
+        rows.append(("worker_events_per_s", "(info)", f"{throughput['worker_events_per_s']:,}", None))
+        rows.append(
+            ("passthrough_events_per_s", "(info)", f"{throughput['passthrough_events_per_s']:,}", None)
+        )
+        rows.append(("worker / passthrough", ">= 0.5", f"{ratio:.3f}", ratio >= 0.5))
+        rows.append(
+            ("changelog_bytes_per_event", "(info)", f"{throughput['changelog_bytes_per_event']:,}", None)
+        )
+        for who, p50, p99 in (
+            ("consumer", lat["latency_p50_ms"], lat["latency_p99_ms"]),
+            ("worker histogram", lat["worker_latency_p50_ms"], lat["worker_latency_p99_ms"]),
+        ):
+            rows.append((f"latency_p50_ms at 2,000/s ({who})", "(info)", f"{p50}", None))
+            ok = p99 is not None and p99 <= 500
+            rows.append((f"latency_p99_ms at 2,000/s ({who})", "<= 500", f"{p99}", ok))
+        rows.append(
+            ("staleness: tierstream (p99) vs nightly batch", "(info)", f"{lat['latency_p99_ms']} ms", None)
+        )
+    rows.append(("staleness: nightly batch", "(info)", "up to 24 h + run", None))
+
+    results["seconds"] = round(time.perf_counter() - started)
+    results["rows"] = [{"figure": n, "target": t, "measured": m, "pass": ok} for n, t, m, ok in rows]
+    print(f"\n{'figure':<52}{'target':>12}{'measured':>18}  result")
+    for name, target, shown, ok in rows:
         verdict = "" if ok is None else ("pass" if ok else "MISS")
-        print(f"{name:<42}{target:>12}{shown:>14}  {verdict}")
-    if growth:
-        print("\ncustomers  days   rss_mb  events/s")
-        for g in growth:
-            print(f"{g['customers']:>9,}  {g['days']:>4}  {g['rss_mb']:>7,}  {g['events_per_s']:>8,}")
-    print("\nworker vs pass-through: .venv/bin/python bench/worker_vs_passthrough.py")
+        print(f"{name:<52}{target:>12}{shown:>18}  {verdict}")
+    print("\ncustomers  days      events   rss_mb  events/s   (growth with customers, CMB)")
+    for g in growth:
+        print(
+            f"{g['customers']:>9,}  {g['days']:>4}  {g['events']:>10,}  {g['rss_mb']:>7,.0f}  {g['events_per_s']:>8,}"
+        )
+    print("\ncustomers  days      events   rss_mb  state B/customer   (growth with history, CMB)")
+    for g in history:
+        print(
+            f"{g['customers']:>9,}  {g['days']:>4}  {g['events']:>10,}  {g['rss_mb']:>7,.0f}  {g['state_bytes']:>16,.0f}"
+        )
+    print(f"\n{results['machine']}; {results['seconds']} s in all")
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 

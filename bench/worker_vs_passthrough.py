@@ -1,12 +1,14 @@
 """Worker throughput next to a bare aiokafka consume->produce loop, same broker, same run.
 
-    .venv/bin/python bench/worker_vs_passthrough.py [--customers 2000] [--days 30]
+    .venv/bin/python -m bench.worker_vs_passthrough [--customers 2000] [--days 30]
 
 Both read the same backlog (a generated bank replayed into three co-partitioned
 topics) from the beginning. The pass-through loop consumes every record and produces
 one record per input (the ceiling this machine and broker allow); the worker is
 `tierstream run` (memory store, live clock off), timed from its first consumed
-record to its last. Prints a table and writes bench/out/worker_vs_passthrough.json.
+record to its last. The worker's table changelog is then read end to end for
+`changelog_bytes_per_event`. `BENCH_PYSPY=file` also records a 10 s py-spy profile
+of the worker (speedscope format).
 """
 
 from __future__ import annotations
@@ -17,16 +19,15 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.stack import LocalStack, WorkerProcess, changelog_size
 from tierstream.generate import generate_events, write_events
 from tierstream.kafkaio import ensure_topics, replay
-from tierstream.localstack import free_port, start_broker, start_redis
 from tierstream.settings import Settings
 from tierstream.simulate import read_lines
 
@@ -66,59 +67,57 @@ async def passthrough(settings: Settings, total: int) -> float:
     return time.perf_counter() - first
 
 
-def consumed(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("tierstream_records_total")
-    )
+def time_worker(stack: LocalStack, total: int) -> tuple[float, str]:
+    """Seconds from the worker's first consumed record to its last, and its app id."""
+    app_id = stack.settings.app_id
+    with WorkerProcess(stack, app_id) as worker:
+        first = last = 0.0
+        profiler: subprocess.Popen[bytes] | None = None
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            n = worker.consumed()
+            now = time.perf_counter()
+            if n and not first:
+                first = now
+                if os.environ.get("BENCH_PYSPY"):  # profile the worker while it consumes
+                    spy = Path(sys.executable).with_name("py-spy")
+                    command = [str(spy), "record", "--pid", str(worker.pid()), "--duration", "10"]
+                    command += ["-f", "speedscope", "-o", os.environ["BENCH_PYSPY"]]
+                    profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if n >= total:
+                last = now
+                break
+            time.sleep(0.05)
+        if profiler is not None:
+            profiler.wait(60)
+        if not last:
+            raise SystemExit("the worker did not finish the backlog in 15 minutes")
+        time.sleep(2)  # the last commit's state writes
+    return last - first, app_id
 
 
-def run_worker(settings: Settings, total: int, workdir: Path) -> float:
-    env = dict(os.environ)
-    env.update(
-        {
-            "TIERSTREAM_BROKER_URL": settings.broker_url,
-            "TIERSTREAM_REDIS_URL": settings.redis_url,
-            "TIERSTREAM_RULES": "cmb",
-            "TIERSTREAM_LIVE_CLOCK": "false",
-            "TIERSTREAM_WEB_PORT": str(settings.web_port),
-            "TIERSTREAM_APP_ID": settings.app_id,
-            "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-            "TIERSTREAM_PARTITIONS": str(settings.partitions),
-        }
-    )
-    with (workdir / "worker.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tierstream.cli", "run"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-        try:
-            first = last = 0.0
-            deadline = time.monotonic() + 900
-            while time.monotonic() < deadline:
-                n = consumed(settings.web_port)
-                now = time.perf_counter()
-                if n and not first:
-                    first = now
-                if n >= total:
-                    last = now
-                    break
-                time.sleep(0.1)
-            if not last:
-                raise SystemExit("the worker did not finish the backlog in 15 minutes")
-            return last - first
-        finally:
-            proc.terminate()
-            proc.wait(30)
+def measure(stack: LocalStack, customers: int, days: int) -> dict[str, Any]:
+    settings = stack.settings
+    events = stack.workdir / "bank.jsonl"
+    with events.open("w", encoding="utf-8") as out:
+        write_events(generate_events(customers, days, seed=7, usd=False), out)
+    with events.open("rb") as f:
+        total = asyncio.run(replay(settings, read_lines(f), None, False, log=lambda m: None))
+    pass_s = asyncio.run(passthrough(settings, total))
+    worker_s, app_id = time_worker(stack, total)
+    records, size = changelog_size(settings, app_id)
+    return {
+        "records": total,
+        "customers": customers,
+        "days": days,
+        "partitions": settings.partitions,
+        "passthrough_events_per_s": round(total / pass_s),
+        "worker_events_per_s": round(total / worker_s),
+        "ratio": round(pass_s / worker_s, 3),
+        "changelog_records": records,
+        "changelog_bytes": size,
+        "changelog_bytes_per_event": round(size / total, 1),
+    }
 
 
 def main() -> None:
@@ -127,40 +126,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="tierstream-bench-"))
-    broker, redis_proc = start_broker(workdir), start_redis(workdir)
-    try:
-        events = workdir / "bank.jsonl"
-        with events.open("w", encoding="utf-8") as out:
-            write_events(generate_events(args.customers, args.days, seed=7, usd=False), out)
-        settings = Settings(
-            broker_url=broker.url,
-            redis_url=redis_proc.url,
-            topic_prefix="bench.",
-            app_id="bench-worker",
-            partitions=args.partitions,
-            live_clock=False,
-            web_port=free_port(),
-        )
-        asyncio.run(ensure_topics(settings, settings.input_topics + settings.output_topics, args.partitions))
-        with events.open("rb") as f:
-            total = asyncio.run(replay(settings, read_lines(f), None, False, log=lambda m: None))
-        pass_s = asyncio.run(passthrough(settings, total))
-        worker_s = run_worker(settings, total, workdir)
-    finally:
-        redis_proc.stop()
-        broker.stop()
-    result = {
-        "records": total,
-        "partitions": args.partitions,
-        "passthrough_events_per_s": round(total / pass_s),
-        "worker_events_per_s": round(total / worker_s),
-        "ratio": round(pass_s / worker_s, 3),
-    }
-    print(f"{'backlog records':<28}{total:>12,}")
-    print(f"{'passthrough_events_per_s':<28}{result['passthrough_events_per_s']:>12,}")
-    print(f"{'worker_events_per_s':<28}{result['worker_events_per_s']:>12,}")
-    print(f"{'worker / passthrough':<28}{result['ratio']:>12.3f}")
+    with LocalStack(partitions=args.partitions) as stack:
+        result = measure(stack, args.customers, args.days)
+    for key, value in result.items():
+        print(f"{key:<28}{value:>14,}")
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     (out / "worker_vs_passthrough.json").write_text(json.dumps(result, indent=2) + "\n")
