@@ -280,6 +280,9 @@ class Worker:
             with routed_to(number, self.topics[0]):
                 self._load_marker(part)
                 self._load_ids(part)
+            # What the marker lists was finished (by us before a rebalance, or by the
+            # previous owner): lag counts from there, also when nothing new arrives.
+            part.acked.update(part.applied)
             self.partitions[number] = part
         return part
 

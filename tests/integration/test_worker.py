@@ -306,11 +306,6 @@ def test_live_clock_ages_quiet_customers(settings: Settings, tmp_path: Path) -> 
     assert warning["effective_at"].endswith("T00:00:00+08:00")  # a day boundary, reached by the timer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Tansu 0.6.0 (the local broker) never rebalances the remaining member when another leaves "
-    "(LeaveGroup) or is killed (session expiry): measured, no reassignment within 240 s. Apache Kafka does.",
-)
 def test_when_one_worker_stops_the_other_takes_over(settings: Settings, tmp_path: Path) -> None:
     events = tmp_path / "bank.jsonl"
     make_bank(events, customers=300, days=40, seed=23)
