@@ -33,6 +33,8 @@ import contextlib
 import functools
 import hmac
 import logging
+import os
+import sys
 import time
 import weakref
 from collections import deque
@@ -49,7 +51,7 @@ from faust.types import TP
 
 from .engine import codec
 from .engine.decode import INPUT_TOPICS
-from .engine.evaluate import DLQ, TIER_CHANGES, Output
+from .engine.evaluate import DLQ, TIER_CHANGES, Output, series_specs
 from .engine.ledger import Customer, SeriesSpec
 from .engine.partition import APPLIED, DEAD_LETTER, DUPLICATE, PartitionEngine
 from .engine.rules import Rules
@@ -204,6 +206,7 @@ class Worker:
             value_type=bytes,
         )
         self.partitions: dict[int, Partition] = {}
+        self.shape = codec.state_shape(rules.tier_ids, series_specs(rules))
         self.lock = asyncio.Lock()
         self.metrics = WorkerMetrics()
         self.serving = RedisServing(settings, rules, self.metrics)
@@ -291,6 +294,17 @@ class Worker:
         if raw is None:
             return
         doc = orjson.loads(raw)
+        stored = doc.get("shape")  # markers before this field carry none
+        if stored is not None:
+            why = codec.shape_mismatch(stored, self.shape)
+            if why is not None:
+                self._refuse(
+                    f"the customers table of app id {self.settings.app_id!r} was written under "
+                    f"rules of another shape than {self.rules.source} (version {self.rules.version}): "
+                    f"{why}. Stored tiers and day rings would be misread. Deploy these rules with a new "
+                    "TIERSTREAM_APP_ID and replay history (docs/operations.md, 'Rolling out a new "
+                    "rules version'), or run the rules the table was written with."
+                )
         part.engine.clock = doc["clock"]
         part.engine.clock_day = doc["clock_day"]
         part.swept_day = doc.get("swept_day")
@@ -307,9 +321,18 @@ class Worker:
             if codec.partition_of(raw) == part.number:
                 part.store.ids.add(key.decode("utf-8"))
 
+    def _refuse(self, message: str) -> None:
+        """Stop the process: a worker must not run on state it would misread. Faust would
+        log an exception raised here and go on without its agent, so exit outright."""
+        log.critical(message)
+        sys.stderr.write(f"tierstream: error: {message}\n")
+        sys.stderr.flush()
+        os._exit(2)
+
     def _marker(self, part: Partition) -> bytes:
         engine = part.engine
         doc = {
+            "shape": self.shape,
             "clock": engine.clock,
             "clock_day": engine.clock_day,
             "swept_day": part.swept_day,

@@ -107,3 +107,26 @@ def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
     c.seen = {k: v for k, v in seen}
     c.churn_risk = bool(doc[15]) if len(doc) > 15 else False  # format 1 had no churn_risk
     return c
+
+
+def state_shape(tier_ids: tuple[str, ...], specs: tuple[SeriesSpec, ...]) -> dict[str, Any]:
+    """What stored state means under a rules file: tiers are stored by position and each
+    ring's length follows the rules' windows (and lateness). JSON-ready (lists)."""
+    return {
+        "tiers": list(tier_ids),
+        "series": [[s.name, s.carry, list(s.windows), s.size] for s in specs],
+    }
+
+
+def shape_mismatch(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """None when state written under `stored` reads right under `current`; else why not."""
+    reasons = []
+    if stored.get("tiers") != current["tiers"]:
+        reasons.append(f"tiers {stored.get('tiers')} -> {current['tiers']}")
+    if stored.get("series") != current["series"]:
+
+        def show(series: Any) -> str:
+            return ", ".join(f"{name} {size} days" for name, _, _, size in series or [])
+
+        reasons.append(f"day series ({show(stored.get('series'))}) -> ({show(current['series'])})")
+    return "; ".join(reasons) or None

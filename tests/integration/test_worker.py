@@ -13,6 +13,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -327,3 +328,49 @@ def test_when_one_worker_stops_the_other_takes_over(settings: Settings, tmp_path
         a.stop()
         b.stop()
     assert_same_as_simulate(settings, events, outputs)
+
+
+def test_rules_of_another_shape_are_refused_and_a_threshold_change_is_not(
+    settings: Settings, tmp_path: Path
+) -> None:
+    events = tmp_path / "bank.jsonl"
+    make_bank(events, customers=40, days=10, seed=31)
+    sent = publish(settings, events)
+    first = start(settings, tmp_path, "first")
+    try:
+        first.wait_for(lambda: first.consumed() >= sent, 120, f"{sent} records consumed")
+        first.wait_for(lambda: first.lag() == 0, 30, "lag 0 in /metrics")
+    finally:
+        first.stop()
+    cmb = (Path(__file__).parents[2] / "streams" / "presets" / "cmb.yaml").read_text(encoding="utf-8")
+
+    reshaped = tmp_path / "cmb-silver.yaml"
+    reshaped.write_text(
+        cmb.replace(
+            "  - {id: gold,",
+            '  - {id: silver, label: 银卡, any_of: ["avg_aum_30d >= 20000"]}\n  - {id: gold,',
+        ),
+        encoding="utf-8",
+    )
+    refused = WorkerProcess(settings, str(reshaped), tmp_path / "refused.log")
+    try:
+        deadline = time.monotonic() + 90
+        while refused.proc.poll() is None and time.monotonic() < deadline:
+            refused.metrics()  # after recovery, /metrics loads each partition's marker
+            time.sleep(0.5)
+        assert refused.proc.returncode == 2, refused.tail()
+    finally:
+        refused.stop()
+    log = (tmp_path / "refused.log").read_text(encoding="utf-8")
+    assert "'silver'" in log and "new TIERSTREAM_APP_ID" in log
+    assert "Traceback" not in log.split("tierstream: error:")[-1]
+
+    raised = tmp_path / "cmb-60k.yaml"
+    raised.write_text(cmb.replace("avg_aum_30d >= 50000", "avg_aum_30d >= 60000"), encoding="utf-8")
+    again = WorkerProcess(settings, str(raised), tmp_path / "again.log")
+    try:
+        again.wait_for(lambda: again.lag() == 0, 90, "lag 0 under a threshold change")
+        time.sleep(2)
+        assert again.proc.poll() is None, again.tail()
+    finally:
+        again.stop()

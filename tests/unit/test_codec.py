@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 
 from tests.conftest import Book, make_rules
 from tests.unit.test_properties import histories, ts
 from tierstream.engine import codec
+from tierstream.engine.evaluate import series_specs
 from tierstream.engine.partition import PartitionEngine
-from tierstream.engine.rules import load_rules
+from tierstream.engine.rules import load_rules, parse_rules
 from tierstream.simulate import feed_line
 
 
@@ -56,3 +59,39 @@ def test_state_bytes_per_customer_stay_small() -> None:
         size = len(codec.encode(engine.customers["A"], engine.ledger.specs))
         print(f"{preset}: {size} bytes of state")
         assert size <= limit, (preset, size)
+
+
+def _shape(text: str) -> dict[str, Any]:
+    rules = parse_rules(text, "test.yaml")
+    return codec.state_shape(rules.tier_ids, series_specs(rules))
+
+
+CMB_TEXT = (Path(__file__).parents[2] / "streams" / "presets" / "cmb.yaml").read_text(encoding="utf-8")
+
+
+def test_a_threshold_change_keeps_the_state_shape() -> None:
+    changed = CMB_TEXT.replace("avg_aum_30d >= 50000", "avg_aum_30d >= 60000")
+    assert changed != CMB_TEXT
+    assert codec.shape_mismatch(_shape(CMB_TEXT), _shape(changed)) is None
+
+
+def test_an_inserted_tier_changes_the_shape_and_says_how() -> None:
+    changed = CMB_TEXT.replace(
+        "  - {id: gold,", '  - {id: silver, label: 银卡, any_of: ["avg_aum_30d >= 20000"]}\n  - {id: gold,'
+    )
+    why = codec.shape_mismatch(_shape(CMB_TEXT), _shape(changed))
+    assert why is not None and "'silver'" in why and why.startswith("tiers ")
+
+
+def test_a_new_window_or_lateness_changes_the_rings() -> None:
+    wider = CMB_TEXT.replace('"avg_aum_30d >= 10000000"', '"avg_aum_90d >= 10000000"')
+    why = codec.shape_mismatch(_shape(CMB_TEXT), _shape(wider))
+    assert why is not None and "aum 90 days" in why
+    later = CMB_TEXT.replace("max_lateness_days: 7", "max_lateness_days: 40")
+    why = codec.shape_mismatch(_shape(CMB_TEXT), _shape(later))
+    assert why is not None and "day series" in why
+
+
+def test_the_shape_survives_the_marker_json() -> None:
+    shape = _shape(CMB_TEXT)
+    assert codec.shape_mismatch(orjson.loads(orjson.dumps(shape)), shape) is None
