@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.stack import LocalStack, WorkerProcess, metrics_text
+from bench.stack import LocalStack, WorkerProcess, metrics_text, report
 from tierstream.generate import generate_events
 
 OUTPUT_TOPICS = ("tier.changes", "tier.opportunities", "customer.churn-warnings")
@@ -193,11 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     with LocalStack(prefix="latency.") as stack:
         result = measure(stack, args)
-    for key, value in result.items():
-        print(f"{key:<26}{value!s:>12}")
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "latency.json").write_text(json.dumps(result, indent=2) + "\n")
+    report("latency", result)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ topics created, and `tierstream run` workers as child processes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,16 @@ from types import TracebackType
 from tierstream.kafkaio import ensure_topics
 from tierstream.localstack import Proc, free_port, start_broker, start_redis
 from tierstream.settings import Settings
+
+
+def report(name: str, result: dict[str, object]) -> None:
+    """Print one part's figures and keep them in bench/out/<name>.json."""
+    for key, value in result.items():
+        shown = f"{value:,}" if isinstance(value, int | float) else str(value)
+        print(f"{key:<28}{shown:>14}")
+    out = Path(__file__).parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 def metrics_text(port: int) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.stack import LocalStack, WorkerProcess, changelog_size
+from bench.stack import LocalStack, WorkerProcess, changelog_size, report
 from tierstream.generate import generate_events, write_events
 from tierstream.kafkaio import ensure_topics, replay
 from tierstream.settings import Settings
@@ -128,11 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     with LocalStack(partitions=args.partitions) as stack:
         result = measure(stack, args.customers, args.days)
-    for key, value in result.items():
-        print(f"{key:<28}{value:>14,}")
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "worker_vs_passthrough.json").write_text(json.dumps(result, indent=2) + "\n")
+    report("worker_vs_passthrough", result)
 
 
 if __name__ == "__main__":
