@@ -77,9 +77,9 @@ def _live_lines(customers: int, days: int) -> Iterator[dict[str, Any]]:
 
 async def offer_load(
     stack: LocalStack, rate: int, seconds: float, warmup: float, customers: int
-) -> tuple[dict[tuple[str, int], float], float, int]:
+) -> tuple[dict[tuple[str, int], float], int]:
     """Send events at `rate`/s for `seconds`; return {(customer, ts µs): sent} of the
-    events sent after the warm-up, the warm-up's end (wall time) and the count sent."""
+    events sent after the warm-up, and the count sent."""
     settings = stack.settings
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0, acks=1)
     await producer.start()
@@ -114,7 +114,7 @@ async def offer_load(
         await producer.flush()
     finally:
         await producer.stop()
-    return sent, warm_until, count
+    return sent, count
 
 
 async def collect_outputs(stack: LocalStack, stop: asyncio.Event) -> list[tuple[str, int, float]]:
@@ -150,7 +150,7 @@ async def _measure(stack: LocalStack, worker: WorkerProcess, args: argparse.Name
     load = asyncio.create_task(offer_load(stack, args.rate, args.seconds, args.warmup, args.customers))
     await asyncio.sleep(args.warmup)
     before = histogram(await asyncio.to_thread(metrics_text, worker.port))
-    sent, _, count = await load
+    sent, count = await load
     await asyncio.sleep(3)  # the last outputs
     after = histogram(await asyncio.to_thread(metrics_text, worker.port))
     stop.set()

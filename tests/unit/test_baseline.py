@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bench.baseline import compare, engine_figures, nightly_batch, run_engine
+from tests.conftest import Book
 from tierstream.engine.rules import load_rules
 from tierstream.generate import generate_events, write_events
 
@@ -60,54 +60,36 @@ def test_noisy_late_bank_agrees(tmp_path: Path) -> None:
     assert result["applied"]["engine"] == result["applied"]["batch"] < result["events"]
 
 
-def _balance(eid: str, cid: str, account: str, product: str, balance: str, ts: str) -> dict[str, Any]:
-    value = {"event_id": eid, "customer_id": cid, "account_id": account, "product": product}
-    return {"topic": "bank.balances", "value": {**value, "balance": balance, "ts": ts}}
-
-
 def test_hand_made_figures(tmp_path: Path) -> None:
-    lines = [
-        # C1, seen from 2026-02-20: a deposit, a credit card (a liability), later a fund.
-        _balance("A1", "C1", "C1-D1", "deposit", "1000.00", "2026-02-20T10:00:00+08:00"),
-        _balance("A2", "C1", "C1-K1", "credit_card", "5000.00", "2026-02-20T10:00:00+08:00"),
-        _balance("A3", "C1", "C1-F1", "fund", "300.03", "2026-03-10T09:00:00+08:00"),
-        {
-            "topic": "bank.transactions",
-            "value": {
-                "event_id": "A4",
-                "customer_id": "C1",
-                "account_id": "C1-D1",
-                "ts": "2026-03-15T12:00:00+08:00",
-                "amount": "100.00",
-                "direction": "debit",
-                "channel": "mobile",
-                "balance_after": "900.00",
-            },
-        },
-        _balance("A5", "C1", "C1-D1", "deposit", "950.00", "2026-03-15T18:00:00+08:00"),
-        # earlier the same day, later in the file: the 18:00 balance still closes the day
-        _balance("A6", "C1", "C1-D1", "deposit", "123.45", "2026-03-15T08:00:00+08:00"),
-        # 17:00 UTC is 01:00 the next day in Shanghai: business day 2026-03-21
-        _balance("A7", "C1", "C1-D1", "deposit", "2000.00", "2026-03-20T17:00:00Z"),
-        # the same event id again: a duplicate, whatever it says
-        _balance("A7", "C1", "C1-D1", "deposit", "9999.00", "2026-03-22T10:00:00+08:00"),
-        # C2, first seen 2026-03-20 (a profile, a day behind the clock): an overdraft,
-        # then a large deposit and a loan.
-        {
-            "topic": "bank.profiles",
-            "value": {
-                "event_id": "B1",
-                "customer_id": "C2",
-                "ts": "2026-03-20T09:00:00+08:00",
-                "attributes": {"segment": "mass"},
-            },
-        },
-        _balance("B2", "C2", "C2-D2", "deposit", "-0.07", "2026-03-20T10:00:00+08:00"),
-        _balance("B3", "C2", "C2-D1", "deposit", "6000000.00", "2026-03-25T11:00:00+08:00"),
-        _balance("B4", "C2", "C2-L1", "loan", "800000.00", "2026-03-26T11:00:00+08:00"),
-        # C3, first seen on the last day, overdrawn.
-        _balance("C1", "C3", "C3-D1", "deposit", "-10.00", "2026-03-31T20:00:00+08:00"),
-    ]
+    book = Book()
+    # C1, seen from 2026-02-20: a deposit, a credit card (a liability), later a fund.
+    book.balance("2026-02-20T10:00:00+08:00", "1000.00", "C1", "C1-D1", event_id="A1")
+    book.balance("2026-02-20T10:00:00+08:00", "5000.00", "C1", "C1-K1", "credit_card", event_id="A2")
+    book.balance("2026-03-10T09:00:00+08:00", "300.03", "C1", "C1-F1", "fund", event_id="A3")
+    book.txn(
+        "2026-03-15T12:00:00+08:00",
+        "100.00",
+        customer="C1",
+        account="C1-D1",
+        event_id="A4",
+        balance_after="900.00",
+    )
+    book.balance("2026-03-15T18:00:00+08:00", "950.00", "C1", "C1-D1", event_id="A5")
+    # earlier the same day, later in the file: the 18:00 balance still closes the day
+    book.balance("2026-03-15T08:00:00+08:00", "123.45", "C1", "C1-D1", event_id="A6")
+    # 17:00 UTC is 01:00 the next day in Shanghai: business day 2026-03-21
+    book.balance("2026-03-20T17:00:00Z", "2000.00", "C1", "C1-D1", event_id="A7")
+    # the same event id again: a duplicate, whatever it says
+    book.balance("2026-03-22T10:00:00+08:00", "9999.00", "C1", "C1-D1", event_id="A7")
+    # C2, first seen 2026-03-20 (a profile, a day behind the clock): an overdraft,
+    # then a large deposit and a loan.
+    book.profile("2026-03-20T09:00:00+08:00", "C2", segment="mass")
+    book.balance("2026-03-20T10:00:00+08:00", "-0.07", "C2", "C2-D2", event_id="B2")
+    book.balance("2026-03-25T11:00:00+08:00", "6000000.00", "C2", "C2-D1", event_id="B3")
+    book.balance("2026-03-26T11:00:00+08:00", "800000.00", "C2", "C2-L1", "loan", event_id="B4")
+    # C3, first seen on the last day, overdrawn.
+    book.balance("2026-03-31T20:00:00+08:00", "-10.00", "C3", "C3-D1", event_id="C1")
+    lines = book.lines
     events = tmp_path / "hand.jsonl"
     with events.open("w", encoding="utf-8") as out:
         write_events(lines, out)
