@@ -95,15 +95,39 @@ def simulate(
     stats_file: Annotated[
         Path | None, typer.Option("--stats", help="Write the summary as JSON here.")
     ] = None,
+    snapshot: Annotated[
+        Path | None,
+        typer.Option(
+            "--snapshot",
+            help="Start from this warehouse snapshot (with --as-of) or state export instead of empty; "
+            "the event file then holds the records from the cut-over on.",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="The business day the warehouse snapshot closes, YYYY-MM-DD."),
+    ] = None,
+    export_dir: Annotated[
+        Path | None,
+        typer.Option("--export", help="Write the final state here as a state export (a new folder)."),
+    ] = None,
 ) -> None:
     """Run the engine over an event file, with no broker; outputs as an event file."""
     from .engine.evaluate import Output
+    from .engine.partition import PartitionEngine
     from .simulate import output_line, read_lines
     from .simulate import simulate as run
     from .simulate import stats as summarize
 
     loaded = _rules(rules)
     until_us, now_us = _instant(until, "--until"), _instant(now, "--now")
+    engine = PartitionEngine(loaded, now=(lambda: now_us) if now_us is not None else None, wall=wall_clock_us)
+    if as_of is not None and snapshot is None:
+        fail("--as-of goes with --snapshot DIR (the warehouse snapshot it dates)")
+    if export_dir is not None:
+        _check_new_dir(export_dir, "--export")
+    if snapshot is not None:
+        _start_from(engine, loaded, snapshot, as_of)
     with ExitStack() as stack:
         source = stack.enter_context(_open_in(events))
         sink = _open_out(out, stack)
@@ -111,7 +135,9 @@ def simulate(
         def emit(output: Output) -> None:
             sink.write(output_line(output))
 
-        engine = run(loaded, read_lines(source), emit, until=until_us, now=now_us, wall=wall_clock_us)
+        engine = run(loaded, read_lines(source), emit, until=until_us, wall=wall_clock_us, engine=engine)
+    if export_dir is not None:
+        _export_engine(engine, loaded, export_dir)
     summary = summarize(engine)
     if stats_file is not None:
         try:
@@ -119,6 +145,46 @@ def simulate(
         except OSError as exc:
             fail(f"{stats_file}: cannot write ({exc.strerror})")
     _print_summary(loaded, summary)
+
+
+def _check_new_dir(path: Path, flag: str) -> None:
+    """An output folder must be new (or empty): nothing a user owns is overwritten."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        fail(f"{flag} {path}: exists and is not an empty folder; give a new one (nothing is overwritten)")
+    if not path.resolve().parent.is_dir():
+        fail(f"{flag} {path}: its parent folder does not exist; create it first")
+
+
+def _start_from(engine: Any, rules: Rules, directory: Path, as_of: str | None) -> None:
+    from .golive.load import open_source, start_engine
+
+    try:
+        source = open_source(directory, rules, as_of)
+        n = start_engine(engine, source)
+    except ValueError as exc:
+        fail(str(exc))
+    err.print(
+        f"started from the {source.kind} {directory}: {n:,} customers, clock "
+        f"{engine.calendar.isoformat(engine.clock)}",
+        highlight=False,
+    )
+
+
+def _export_engine(engine: Any, rules: Rules, out: Path) -> None:
+    from .golive import statefile
+    from .golive.export import engine_manifest
+
+    work = statefile.atomic_dir(out)
+    try:
+        rows = ((0, engine.record(cid)) for cid in sorted(engine.customers))
+        n = statefile.write_export(work, engine_manifest(engine, rules, "murmur2"), rows, engine.calendar)
+        statefile.finish_dir(work, out)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    err.print(f"exported {n:,} customers to {out}", highlight=False)
 
 
 def _print_summary(rules: Rules, summary: dict[str, Any]) -> None:
@@ -175,6 +241,71 @@ def generate(
         sink = _open_out(out, stack)
         n = write_events(generate_events(customers, days, seed, first, noise, late, usd=noise), sink)
     err.print(f"wrote {n:,} events for {customers:,} customers over {days} days", highlight=False)
+
+
+@app.command()
+def snapshot(
+    rules: RulesOpt,
+    events: Annotated[Path, typer.Option("--events", help="Event file (JSONL), in time order.")],
+    until: Annotated[
+        str,
+        typer.Option(
+            "--until",
+            help="The cut: a date YYYY-MM-DD (the end of that business day) or an instant; the snapshot "
+            "holds the records before the first one dated after that business day.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="A new folder for the snapshot files.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    minimal: Annotated[
+        bool, typer.Option("--minimal", help="Leave out every optional column and file (SPEC §9).")
+    ] = False,
+    tail: Annotated[
+        Path | None, typer.Option("--tail", help="Also write the lines from the cut on here (a new file).")
+    ] = None,
+) -> None:
+    """Write the warehouse snapshot (SPEC §9) of an event file's records up to a cut."""
+    from .golive.snapshot import write_snapshot
+    from .simulate import read_lines
+
+    loaded = _rules(rules)
+    if fmt not in ("csv", "parquet"):
+        fail(f"--format {fmt!r}: write csv or parquet")
+    until_us = _cut_instant(until, loaded)
+    _check_new_dir(out, "--out")
+    if tail is not None and tail.exists():
+        fail(f"--tail {tail}: exists; give a new file (nothing is overwritten)")
+    with ExitStack() as stack:
+        source = stack.enter_context(_open_in(events))
+        tail_file = stack.enter_context(tail.open("wb")) if tail is not None else None
+        summary = write_snapshot(
+            loaded, read_lines(source), until_us, out, fmt=fmt, minimal=minimal, tail=tail_file
+        )
+    rows = ", ".join(f"{name} {n:,}" for name, n in summary.rows.items())
+    cut = f"line {summary.cut_line + 1:,}" if summary.cut_line is not None else "the end of the file"
+    err.print(
+        f"snapshot as of {summary.as_of} in {out}: {summary.customers:,} customers from {summary.records_read:,} "
+        f"records (cut at {cut}); rows: {rows}",
+        highlight=False,
+    )
+
+
+def _cut_instant(text: str, rules: Rules) -> int:
+    """A date means the last instant of that business day in the rules' timezone."""
+    from .engine.timeutil import Calendar
+
+    if len(text) == 10:
+        cal = Calendar(rules.timezone)
+        try:
+            day = Calendar.day_from_text(text)
+        except ValueError:
+            fail(
+                f"--until {text!r} is not a date like 2026-03-31 or an instant like 2026-03-31T23:59:59+08:00"
+            )
+        return cal.boundary(day + 1) - 1
+    value = _instant(text, "--until")
+    assert value is not None
+    return value
 
 
 BrokerOpt = Annotated[
