@@ -153,6 +153,23 @@ async def ensure_topics(
         await _close_quietly(admin)
 
 
+def producers_partitioner(name: str) -> Callable[[bytes | None, list[int], list[int]], int]:
+    """An aiokafka partitioner that puts a key where the bank's producers put it."""
+    import random
+
+    from .engine.partitioner import partitioner
+
+    pick = partitioner(name)
+
+    def choose(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return random.choice(available or all_partitions)
+        ordered = sorted(all_partitions)
+        return ordered[pick(key, len(ordered))]
+
+    return choose
+
+
 # --- publishing -------------------------------------------------------------------------------
 class Publisher:
     """Sends records and keeps at most CHUNK of them unacknowledged (bounded memory, early errors)."""
@@ -190,7 +207,12 @@ async def input_producer(settings: Settings, **options: Any) -> AsyncIterator[Pu
     from aiokafka.errors import KafkaError
 
     await ensure_topics(settings, settings.input_topics, settings.partitions)
-    producer = AIOKafkaProducer(**client_kwargs(settings), max_request_size=4 * 1024 * 1024, **options)
+    producer = AIOKafkaProducer(
+        **client_kwargs(settings),
+        max_request_size=4 * 1024 * 1024,
+        partitioner=producers_partitioner(settings.partitioner),
+        **options,
+    )
     await _start(producer, settings)
     publisher = Publisher(producer)
     try:

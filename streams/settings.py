@@ -6,6 +6,8 @@ Secrets are `SecretStr`: never logged, never in a repr.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,6 +32,13 @@ class Settings(BaseSettings):
     app_id: str = Field("tierstream", description="consumer group and table namespace")
     topic_prefix: str = Field("", description="prepended to every topic name, inputs and outputs")
     partitions: int = Field(8, ge=1, description="partitions of the input topics (co-partitioned)")
+    partitioner: Literal["murmur2", "crc32", "consistent_random", "consistent", "fnv1a", "fnv1a_random"] = (
+        Field(
+            "murmur2",
+            description="how the bank's producers pick a customer's partition: murmur2 (Java, aiokafka), "
+            "crc32/consistent_random (librdkafka), fnv1a (Sarama); tierstream's producers and routing follow it",
+        )
+    )
     # -- security (production); empty means plaintext
     broker_security_protocol: str = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"

@@ -60,6 +60,7 @@ class Manifest:
     partitioner: str
     customers: int
     app_id: str = ""
+    partition_count: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class Manifest:
             "lateness_days": self.lateness_days,
             "series_days": self.series,
             "partitioner": self.partitioner,
+            "partition_count": self.partition_count,
             "partitions": {
                 str(p): {"clock": c.clock, "offsets": c.offsets} for p, c in sorted(self.partitions.items())
             },
@@ -200,6 +202,7 @@ def read_manifest(directory: Path) -> Manifest:
         partitioner=doc.get("partitioner", "murmur2"),
         customers=int(doc["customers"]),
         app_id=doc.get("app_id", ""),
+        partition_count=int(doc.get("partition_count", len(doc["partitions"]) or 1)),
     )
 
 

@@ -3,6 +3,7 @@ its outputs with `simulate` run per partition (each partition has its own clock)
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from tierstream.engine.decode import guess_customer, guess_key
+from tierstream.engine.partitioner import partition_for
 from tierstream.engine.rules import load_rules
 from tierstream.generate import generate_events, write_events
+from tierstream.kafkaio import capture, replay
 from tierstream.settings import Settings
 from tierstream.simulate import output_line, read_lines, simulate
-from tierstream.worker import partition_for
 
 
 def make_bank(path: Path, customers: int, days: int, seed: int, noise: bool = True, late: bool = True) -> int:
@@ -52,6 +54,19 @@ def simulate_per_partition(events: Path, rules: str, partitions: int) -> list[di
         simulate(loaded, parts[p], lambda o, s=sink: s.write(output_line(o)))  # type: ignore[misc]
         outputs += [json.loads(x) for x in sink.getvalue().splitlines()]
     return outputs
+
+
+def publish(settings: Settings, events: Path) -> int:
+    """Replay an event file to the settings' input topics; how many records were sent."""
+    with events.open("rb") as f:
+        return asyncio.run(replay(settings, read_lines(f), None, False))
+
+
+def captured(settings: Settings, idle: float = 3.0) -> list[dict[str, Any]]:
+    """Every output record so far, as event-file dicts."""
+    sink = io.StringIO()
+    asyncio.run(capture(settings, sink, idle))
+    return [json.loads(x) for x in sink.getvalue().splitlines()]
 
 
 def output_ids(lines: list[dict[str, Any]]) -> set[str]:
