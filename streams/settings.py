@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .engine.decode import INPUT_TOPICS
 from .engine.evaluate import OUTPUT_TOPICS
 
+#: The worker's Faust table of customer state (and partition markers).
+CUSTOMERS_TABLE = "customers"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TIERSTREAM_", extra="ignore")
@@ -30,6 +33,11 @@ class Settings(BaseSettings):
     app_id: str = Field("tierstream", description="consumer group and table namespace")
     topic_prefix: str = Field("", description="prepended to every topic name, inputs and outputs")
     partitions: int = Field(8, ge=1, description="partitions of the input topics (co-partitioned)")
+    create_topics: bool = Field(
+        False,
+        description="`run` creates missing input topics with `partitions` partitions (development "
+        "brokers; in production the topics' owners create them)",
+    )
     # -- security (production); empty means plaintext
     broker_security_protocol: str = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
@@ -76,6 +84,11 @@ class Settings(BaseSettings):
     @property
     def output_topics(self) -> list[str]:
         return [self.topic(t) for t in OUTPUT_TOPICS]
+
+    @property
+    def changelog_topic(self) -> str:
+        """Faust's changelog of the customers table: named after the app id, never prefixed."""
+        return f"{self.app_id}-{CUSTOMERS_TABLE}-changelog"
 
     @property
     def bootstrap_servers(self) -> list[str]:

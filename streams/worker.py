@@ -58,10 +58,12 @@ from .engine.rules import Rules
 from .engine.timeutil import US_PER_SECOND, wall_clock_us
 from .explain import explain
 from .metrics import WorkerMetrics
+from .preflight import LIFECYCLE_LOGGER, assigned_line
 from .serving import RedisServing, customer_fields
-from .settings import Settings
+from .settings import CUSTOMERS_TABLE, Settings
 
 log = logging.getLogger("tierstream.worker")
+lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
 
 MARKER_PREFIX = b"\x00partition:"
 
@@ -199,7 +201,7 @@ class Worker:
             for name in ("tier.changes", "tier.opportunities", "customer.churn-warnings", DLQ)
         }
         self.table = app.Table(
-            "customers",
+            CUSTOMERS_TABLE,
             default=None,
             partitions=settings.partitions,
             key_type=bytes,
@@ -249,6 +251,7 @@ class Worker:
             self.ready = False
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        lifecycle.info(assigned_line(self.settings, ((tp.topic, tp.partition) for tp in assigned)))
         self._tune_fetch()
         self.ready = True
 
