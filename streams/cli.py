@@ -320,15 +320,20 @@ def _broker_settings(broker: str | None) -> Settings:
     return settings
 
 
+def _quiet_aiokafka() -> None:
+    """aiokafka logs each failed connection attempt at ERROR; our one-line error says it all."""
+    import logging
+
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+
+
 def _broker_call(settings: Settings, work: Coroutine[Any, Any, int]) -> int:
     """Run one broker coroutine; broker trouble ends in one line, not a traceback."""
     import asyncio
-    import logging
 
     from .kafkaio import KafkaIOError
 
-    # aiokafka logs each failed connection attempt at ERROR; our one-line error says it all.
-    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    _quiet_aiokafka()
     try:
         return asyncio.run(work)
     except KafkaIOError as exc:
@@ -415,9 +420,22 @@ def run(
     loglevel: Annotated[
         str | None, typer.Option("--loglevel", help="Worker log level [env TIERSTREAM_LOGLEVEL, WARNING].")
     ] = None,
+    create_topics: Annotated[
+        bool | None,
+        typer.Option(
+            "--create-topics",
+            help="Create missing input topics with --partitions partitions (development brokers) "
+            "[env TIERSTREAM_CREATE_TOPICS].",
+        ),
+    ] = None,
 ) -> None:
-    """Run a Faust worker: consume the input topics, publish tiers, serve Redis and /metrics."""
-    from .runner import run_worker
+    """Run a Faust worker: consume the input topics, publish tiers, serve Redis and /metrics.
+
+    It first checks the topics, creating none unless told: input topics must exist with
+    TIERSTREAM_PARTITIONS partitions, and an existing changelog must have as many.
+    """
+    from .kafkaio import KafkaIOError
+    from .runner import TopicsRefused, run_worker
 
     settings = _settings_from(
         {
@@ -431,19 +449,19 @@ def run(
             "topic_prefix": topic_prefix,
             "partitions": partitions,
             "loglevel": loglevel,
+            "create_topics": create_topics,
         }
     )
     loaded = _rules(settings.rules)
-    _broker_call(settings, _reachable(settings))
-    run_worker(settings, loaded, settings.loglevel.upper())
-
-
-async def _reachable(settings: Any) -> int:
-    """Fail fast, in one line, when the broker is not there (and create the topics)."""
-    from .kafkaio import ensure_topics
-
-    names = settings.input_topics + settings.output_topics
-    return len(await ensure_topics(settings, names, settings.partitions))
+    _quiet_aiokafka()
+    try:
+        run_worker(settings, loaded, settings.loglevel.upper())
+    except KafkaIOError as exc:
+        fail(str(exc))
+    except TopicsRefused as exc:
+        for other in exc.refusals[:-1]:
+            print(f"tierstream: error: {other}", file=sys.stderr)
+        fail(exc.refusals[-1])
 
 
 @app.command()

@@ -18,9 +18,13 @@ import orjson
 MARKER_PREFIX = b"\x00partition:"
 
 
+#: the Faust table of customer states (and markers)
+CUSTOMERS_TABLE = "customers"
+
+
 def changelog_topic(app_id: str) -> str:
     """Faust's changelog of the customers table (named after the app id, not the prefix)."""
-    return f"{app_id}-customers-changelog"
+    return f"{app_id}-{CUSTOMERS_TABLE}-changelog"
 
 
 def marker_key(partition: int) -> bytes:

@@ -58,11 +58,13 @@ from .engine.rules import Rules
 from .engine.timeutil import US_PER_SECOND, wall_clock_us
 from .explain import explain
 from .metrics import WorkerMetrics
+from .preflight import LIFECYCLE_LOGGER, assigned_line
 from .serving import RedisServing, customer_fields
 from .settings import Settings
-from .tables import MARKER_PREFIX, marker_key, marker_value
+from .tables import CUSTOMERS_TABLE, MARKER_PREFIX, marker_key, marker_value
 
 log = logging.getLogger("tierstream.worker")
+lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
 
 #: a changelog write: (partition, key, value)
 Write = tuple[int, bytes, bytes]
@@ -188,7 +190,7 @@ class Worker:
             for name in ("tier.changes", "tier.opportunities", "customer.churn-warnings", DLQ)
         }
         self.table = app.Table(
-            "customers",
+            CUSTOMERS_TABLE,
             default=None,
             partitions=settings.partitions,
             key_type=bytes,
@@ -238,6 +240,7 @@ class Worker:
             self.ready = False
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        lifecycle.info(assigned_line(self.settings, ((tp.topic, tp.partition) for tp in assigned)))
         self._tune_fetch()
         self.ready = True
 

@@ -38,7 +38,7 @@ from ..engine.portable import MissingHistory
 from ..engine.rules import Rules
 from ..kafkaio import KafkaIOError, _close_quietly, _start, client_kwargs, ensure_topics
 from ..settings import Settings
-from ..tables import changelog_topic, marker_key, marker_value
+from ..tables import marker_key, marker_value
 from .load import Source, history_error, open_source
 
 CHUNK = 5_000
@@ -215,7 +215,7 @@ async def write_tables(
 
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await _start(admin, settings)
-    changelog = changelog_topic(settings.app_id)
+    changelog = settings.changelog_topic
     try:
         counts = await _topic_partitions(admin, [changelog, *settings.input_topics])
         if changelog in counts:

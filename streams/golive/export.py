@@ -15,7 +15,7 @@ from ..engine.partition import PartitionEngine
 from ..engine.portable import CustomerRecord, to_record
 from ..engine.rules import Rules
 from ..settings import Settings
-from ..tables import changelog_topic, marker_partition
+from ..tables import marker_partition
 from .statefile import ExportError, Manifest, PartitionClock, atomic_dir, finish_dir, write_export
 
 
@@ -68,7 +68,7 @@ def export_deployment(settings: Settings, rules: Rules, out: Path, fmt: str = "j
     if not partitions:
         raise ExportError(
             f"app id {settings.app_id!r} has no tables on {settings.broker_url} (topic "
-            f"{changelog_topic(settings.app_id)} is empty or missing); check TIERSTREAM_APP_ID"
+            f"{settings.changelog_topic} is empty or missing); check TIERSTREAM_APP_ID"
         )
     manifest = rules_manifest(rules, partitions, settings.partitioner, settings.app_id)
     manifest.partition_count = settings.partitions

@@ -20,7 +20,7 @@ from tierstream.engine.decode import guess_customer, guess_key
 from tierstream.engine.partitioner import partition_for
 from tierstream.engine.rules import load_rules
 from tierstream.generate import generate_events, write_events
-from tierstream.kafkaio import capture, replay
+from tierstream.kafkaio import capture, ensure_topics, replay
 from tierstream.settings import Settings
 from tierstream.simulate import output_line, read_lines, simulate
 
@@ -90,32 +90,49 @@ def final_tiers(lines: list[dict[str, Any]]) -> dict[str, str]:
     return {k: t for k, (_, t) in tiers.items()}
 
 
-class WorkerProcess:
-    """`tierstream run` in a child process with the given settings."""
+def worker_env(settings: Settings, rules: str) -> dict[str, str]:
+    """The environment of a `tierstream run` child process with these settings."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "TIERSTREAM_BROKER_URL": settings.broker_url,
+            "TIERSTREAM_REDIS_URL": settings.redis_url,
+            "TIERSTREAM_RULES": rules,
+            "TIERSTREAM_STORE": settings.store,
+            "TIERSTREAM_LIVE_CLOCK": "true" if settings.live_clock else "false",
+            "TIERSTREAM_WEB_PORT": str(settings.web_port),
+            "TIERSTREAM_APP_ID": settings.app_id,
+            "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "TIERSTREAM_PARTITIONS": str(settings.partitions),
+            "TIERSTREAM_LOGLEVEL": settings.loglevel,
+            "TIERSTREAM_API_TOKEN": settings.api_token.get_secret_value(),
+            "TIERSTREAM_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
+        }
+    )
+    return env
 
-    def __init__(self, settings: Settings, rules: str, log: Path) -> None:
-        env = dict(os.environ)
-        env.update(
-            {
-                "TIERSTREAM_BROKER_URL": settings.broker_url,
-                "TIERSTREAM_REDIS_URL": settings.redis_url,
-                "TIERSTREAM_RULES": rules,
-                "TIERSTREAM_STORE": settings.store,
-                "TIERSTREAM_LIVE_CLOCK": "true" if settings.live_clock else "false",
-                "TIERSTREAM_WEB_PORT": str(settings.web_port),
-                "TIERSTREAM_APP_ID": settings.app_id,
-                "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-                "TIERSTREAM_PARTITIONS": str(settings.partitions),
-                "TIERSTREAM_LOGLEVEL": settings.loglevel,
-                "TIERSTREAM_API_TOKEN": settings.api_token.get_secret_value(),
-                "TIERSTREAM_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
-            }
-        )
+
+class WorkerProcess:
+    """`tierstream run` in a child process with the given settings, on input topics created
+    first (as their owners would in production: the worker refuses missing ones) unless
+    `create_inputs` is off."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: str,
+        log: Path,
+        create_inputs: bool = True,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        if create_inputs:
+            asyncio.run(ensure_topics(settings, settings.input_topics, settings.partitions))
+        env = worker_env(settings, rules)
         self.port = settings.web_port
         self.log = log
         self.sink = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tierstream.cli", "run"],
+            [sys.executable, "-m", "tierstream.cli", "run", *args],
             env=env,
             stdout=self.sink,
             stderr=subprocess.STDOUT,
