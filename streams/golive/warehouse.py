@@ -165,14 +165,13 @@ def _load(snap: WarehouseSnapshot, name: str, path: Path) -> None:
         select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in types)
         raw = f"SELECT {select}, row_number() OVER () AS rn FROM {source}"
     else:
-        source = f"read_csv('{_quote(path)}', all_varchar=true, header=true, auto_detect=true)"
-        try:
-            described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
-        except duckdb.Error as exc:
-            raise SnapshotError(
-                f"{path}: not a readable CSV file with a header row ({_first_line(exc)})"
-            ) from None
-        types = {row[0]: "VARCHAR" for row in described}
+        header = _csv_header(path)
+        types = dict.fromkeys(header, "VARCHAR")
+        columns = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in header)
+        source = (
+            f"read_csv('{_quote(path)}', header=true, auto_detect=false, delim=',', quote='\"', "
+            f"escape='\"', columns={{{columns}}})"
+        )
         raw = f"SELECT *, row_number() OVER () AS rn FROM {source}"
     spec = COLUMNS[name]
     unknown = [c for c in types if c not in spec]
@@ -260,6 +259,23 @@ def _check_column(
                     parse_instant(value)
                 except TimestampError as exc:
                     raise SnapshotError(f"{_where(path, rn)}: column {column}: {exc}") from None
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header row, read as a person wrote it (DuckDB's sniffer may take a header
+    whose width differs from the rows for data)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as f:
+            row = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SnapshotError(f"{path}: not a readable UTF-8 CSV file ({exc}); export it again") from None
+    if not row:
+        raise SnapshotError(f"{path}: empty; write the header row even when there are no rows")
+    return [c.strip() for c in row]
 
 
 def _first_line(exc: Exception) -> str:
