@@ -170,33 +170,45 @@ async def _topic_partitions(admin: Any, names: list[str]) -> dict[str, int]:
 
 
 async def cut_over_offsets(settings: Settings, from_us: int) -> dict[str, dict[int, int]]:
-    """Per input topic-partition, the first record whose timestamp is ≥ the instant (or the
-    end). The end comes from a fetch's high watermark: the local broker's ListOffsets
-    reports the start of the last batch (LOCAL-STACK.md)."""
+    """Per input topic-partition, the offset of the first record stamped at or after the
+    instant (or the end). The broker's answer to ListOffsets by time is only a place to
+    start reading: the local broker answers with the first offset of the *batch* that
+    holds the record (measured: every partition of a replayed file answered 0), so the
+    records are read from there to the first one at or after the instant. The end comes
+    from a fetch's high watermark, as ListOffsets(latest) is wrong there too."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await _start(consumer, settings)
+    ts_ms = -(-from_us // 1000)  # record timestamps are milliseconds: the first at or after
     out: dict[str, dict[int, int]] = {}
     try:
         tps = [TopicPartition(settings.topic(t), p) for t in INPUT_TOPICS for p in range(settings.partitions)]
-        found = await consumer.offsets_for_times({tp: from_us // 1000 for tp in tps})
+        found = await consumer.offsets_for_times(dict.fromkeys(tps, ts_ms))
         consumer.assign(tps)
-        for tp in tps:
+        for tp, bare in zip(tps, [t for t in INPUT_TOPICS for _ in range(settings.partitions)], strict=True):
             hit = found.get(tp)
-            bare = INPUT_TOPICS[[settings.topic(t) for t in INPUT_TOPICS].index(tp.topic)]
-            if hit is not None:
-                out.setdefault(bare, {})[tp.partition] = hit.offset
-                continue
-            await consumer.seek_to_beginning(tp)
-            await consumer.getmany(tp, timeout_ms=1500, max_records=1)
-            high = consumer.highwater(tp)
-            out.setdefault(bare, {})[tp.partition] = high or 0
+            consumer.seek(tp, hit.offset if hit is not None else 0)
+            out.setdefault(bare, {})[tp.partition] = await _first_at_or_after(consumer, tp, ts_ms)
     finally:
         await _close_quietly(consumer)
     return out
+
+
+async def _first_at_or_after(consumer: Any, tp: Any, ts_ms: int) -> int:
+    """Read from the consumer's position to the first record stamped ≥ ts_ms; the end
+    (high watermark) when there is none."""
+    while True:
+        batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+        records = batch.get(tp, [])
+        for record in records:
+            if record.timestamp >= ts_ms:
+                return int(record.offset)
+        high = consumer.highwater(tp)
+        if not records and (high is None or await consumer.position(tp) >= high):
+            return int(high or 0)
 
 
 async def write_tables(
