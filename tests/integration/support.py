@@ -172,7 +172,12 @@ class WorkerProcess:
             if predicate():
                 return
             time.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what}:\n{self.tail()}")
+        progress = {
+            k: v
+            for k, v in self.metrics().items()
+            if k.startswith(("tierstream_records", "tierstream_consumer_lag"))
+        }
+        raise AssertionError(f"timed out waiting for {what} (metrics now: {progress}):\n{self.tail()}")
 
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text("utf-8", "replace").splitlines()[-n:])
