@@ -308,9 +308,14 @@ def run(
 
 
 async def _reachable(settings: Any) -> int:
-    """Fail fast, in one line, when the broker is not there (and create the topics)."""
+    """Fail fast, in one line, when the broker is not there or either server refuses our
+    credentials (and create the topics). An unreachable Redis is fine: the worker catches up."""
     from .kafkaio import ensure_topics
+    from .serving import redis_refusal
 
+    refusal = await redis_refusal(settings)
+    if refusal is not None:
+        fail(refusal)
     names = settings.input_topics + settings.output_topics
     return len(await ensure_topics(settings, names, settings.partitions))
 
@@ -493,9 +498,11 @@ def redis_rebuild(
     from aiokafka.errors import KafkaError
     from redis.exceptions import RedisError
 
+    from .kafkaio import KafkaIOError
+
     try:
         written, counts = run_rebuild(settings, loaded)
-    except (OSError, KafkaError, RedisError) as exc:
+    except (OSError, KafkaError, RedisError, KafkaIOError) as exc:
         fail(
             f"cannot reach Redis or the broker ({exc}); check TIERSTREAM_REDIS_URL and TIERSTREAM_BROKER_URL"
         )
