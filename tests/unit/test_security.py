@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from tierstream.app import broker_credentials
 from tierstream.kafkaio import KafkaIOError, broker_ssl_context, client_kwargs
-from tierstream.serving import url_without_password, redis_client
+from tierstream.serving import redis_client, url_without_password
 from tierstream.settings import Settings
 
 SYSTEM_CA = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
