@@ -1,4 +1,5 @@
-"""The Grafana dashboard on a real Prometheus: every panel's query returns data.
+"""The Grafana dashboard on a real Prometheus: every panel's query returns data, and the
+alert rules evaluate without errors.
 
 Prometheus (Debian's `prometheus` package, `make tools`) scrapes a worker every second
 while it works through a backlog; each panel's PromQL, with Grafana's variables
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "tierstream.json"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 SCRAPE_SECONDS = 1
 #: Grafana's built-in variables, as Grafana would resolve them for a short range at this scrape interval.
 GRAFANA_VARIABLES = {
@@ -67,6 +69,7 @@ def start_prometheus(workdir: Path, target_port: int) -> Proc:
                     "scrape_interval": f"{SCRAPE_SECONDS}s",
                     "evaluation_interval": f"{SCRAPE_SECONDS}s",
                 },
+                "rule_files": [str(ALERTS)],
                 "scrape_configs": [
                     {"job_name": "tierstream", "static_configs": [{"targets": [f"{HOST}:{target_port}"]}]}
                 ],
@@ -146,6 +149,11 @@ def test_every_panel_returns_data(settings: Settings, tmp_path: Path) -> None:
             checked += 1
         assert not broken, "broken panels:\n" + "\n".join(broken)
         assert checked >= 8
+        # The alert rules evaluate on the real series without errors.
+        with urllib.request.urlopen(f"{prometheus.url}/api/v1/rules", timeout=10) as r:
+            rules = [rule for group in json.load(r)["data"]["groups"] for rule in group["rules"]]
+        assert len(rules) == 5
+        assert {rule["name"]: rule["health"] for rule in rules} == {rule["name"]: "ok" for rule in rules}
         # The check tells a broken query from a working one: a misspelt metric has no data.
         assert (
             finite_points(query_range(prometheus, "sum(rate(tierstream_record_total[1m]))", began, end)) == 0
