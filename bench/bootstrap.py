@@ -49,7 +49,9 @@ def measure(customers: int, days: int) -> dict[str, Any]:
         folder = Path(tmp) / "warehouse"
         rows = write_warehouse(folder, customers, days, AS_OF)
         scan = min(scan_and_group(folder) for _ in range(3))
-        code = _STAGE.format(folder=str(folder), as_of=AS_OF.isoformat(), staging=str(Path(tmp) / "states.bin"))
+        code = _STAGE.format(
+            folder=str(folder), as_of=AS_OF.isoformat(), staging=str(Path(tmp) / "states.bin")
+        )
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
         wall = time.perf_counter() - started

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
+from .kafkaio import broker_ssl_context
 from .settings import Settings
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust's form of the TLS and SASL settings (aiokafka's is kafkaio.client_kwargs); None for plaintext."""
+    context = broker_ssl_context(settings)
+    if settings.broker_security_protocol.upper().startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.broker_sasl_username,
+            password=settings.broker_sasl_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=settings.broker_sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -12,6 +30,7 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=settings.broker_url,
+        broker_credentials=broker_credentials(settings),
         store=settings.store,
         web_port=settings.web_port,
         web_host=settings.web_host,

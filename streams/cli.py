@@ -454,6 +454,7 @@ def run(
     )
     loaded = _rules(settings.rules)
     _quiet_aiokafka()
+    _refuse_redis(settings)
     try:
         run_worker(settings, loaded, settings.loglevel.upper())
     except KafkaIOError as exc:
@@ -462,6 +463,18 @@ def run(
         for other in exc.refusals[:-1]:
             print(f"tierstream: error: {other}", file=sys.stderr)
         fail(exc.refusals[-1])
+
+
+def _refuse_redis(settings: Any) -> None:
+    """Fail fast, in one line, when Redis refuses our credentials. An unreachable Redis
+    is fine: the worker catches up when it returns."""
+    import asyncio
+
+    from .serving import redis_refusal
+
+    refusal = asyncio.run(redis_refusal(settings))
+    if refusal is not None:
+        fail(refusal)
 
 
 @app.command()
@@ -800,9 +813,11 @@ def redis_rebuild(
     from aiokafka.errors import KafkaError
     from redis.exceptions import RedisError
 
+    from .kafkaio import KafkaIOError
+
     try:
         written, counts = run_rebuild(settings, loaded)
-    except (OSError, KafkaError, RedisError) as exc:
+    except (OSError, KafkaError, RedisError, KafkaIOError) as exc:
         fail(
             f"cannot reach Redis or the broker ({exc}); check TIERSTREAM_REDIS_URL and TIERSTREAM_BROKER_URL"
         )

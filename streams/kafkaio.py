@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import json
 import re
+import ssl
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from .engine.decode import INPUT_TOPICS, guess_key
@@ -29,6 +30,7 @@ __all__ = [
     "BrokerUnreachable",
     "KafkaIOError",
     "Publisher",
+    "broker_ssl_context",
     "capture",
     "client_kwargs",
     "describe_topics",
@@ -78,15 +80,79 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     protocol = settings.broker_security_protocol.upper()
     if protocol != "PLAINTEXT":
         kwargs["security_protocol"] = protocol
-    if protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        kwargs["ssl_context"] = create_ssl_context(cafile=settings.broker_ca_file or None)
+    context = broker_ssl_context(settings)
+    if context is not None:
+        kwargs["ssl_context"] = context
     if protocol.startswith("SASL"):
         kwargs["sasl_mechanism"] = settings.broker_sasl_mechanism
         kwargs["sasl_plain_username"] = settings.broker_sasl_username
         kwargs["sasl_plain_password"] = settings.broker_sasl_password.get_secret_value()
     return kwargs
+
+
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+def broker_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for SSL and SASL_SSL (the CA file, else the system's CAs); None without TLS."""
+    protocol = settings.broker_security_protocol.upper()
+    if protocol not in _PROTOCOLS:
+        raise KafkaIOError(
+            f"TIERSTREAM_BROKER_SECURITY_PROTOCOL is {settings.broker_security_protocol!r}; "
+            f"use one of {', '.join(_PROTOCOLS)}"
+        )
+    if protocol not in ("SSL", "SASL_SSL"):
+        return None
+    from aiokafka.helpers import create_ssl_context
+
+    ca_file = settings.broker_ca_file or None
+    try:
+        context: ssl.SSLContext = create_ssl_context(cafile=ca_file)
+        return context
+    except (OSError, ssl.SSLError) as exc:
+        raise KafkaIOError(
+            f"TIERSTREAM_BROKER_CA_FILE {ca_file}: cannot load it as a PEM CA bundle "
+            f"({getattr(exc, 'strerror', None) or exc}); point it at the CA that signed the brokers' certificates"
+        ) from None
+
+
+def _tls_handshakes(settings: Settings, context: ssl.SSLContext) -> Iterator[tuple[str, str | None]]:
+    """(server, None if a TLS handshake with it worked, else why not) for each bootstrap server
+    that accepts a TCP connection."""
+    import socket
+
+    for server in settings.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            raw = socket.create_connection((host, int(port)), timeout=5)
+        except OSError:
+            continue
+        try:
+            with raw, context.wrap_socket(raw, server_hostname=host):
+                pass
+        except ssl.SSLError as exc:
+            yield server, str(exc.reason or exc)
+        except OSError as exc:
+            yield server, str(exc)
+        else:
+            yield server, None
+
+
+def _tls_refusal(settings: Settings, context: ssl.SSLContext) -> str | None:
+    """Why the TLS handshake with the first reachable bootstrap broker fails, or None."""
+    for server, why in _tls_handshakes(settings, context):
+        return None if why is None else f"the TLS handshake with {server} failed ({why})"
+    return None
+
+
+def _speaks_tls(settings: Settings) -> str | None:
+    """The first reachable bootstrap server, if it completes a TLS handshake (certificate unchecked)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    for server, why in _tls_handshakes(settings, context):
+        return server if why is None else None
+    return None
 
 
 def _as_settings(settings_or_bootstrap: Settings | str | Sequence[str]) -> Settings:
@@ -109,6 +175,20 @@ async def _start(client: Any, settings: Settings) -> None:
         await client.start()
     except KafkaConnectionError:
         await _close_quietly(client)
+        context = broker_ssl_context(settings)
+        if context is None:
+            tls_server = await asyncio.to_thread(_speaks_tls, settings)
+            if tls_server is not None:
+                raise KafkaIOError(
+                    f"the broker at {tls_server} speaks TLS; set TIERSTREAM_BROKER_SECURITY_PROTOCOL=SSL "
+                    "(or SASL_SSL) and TIERSTREAM_BROKER_CA_FILE"
+                ) from None
+        refusal = await asyncio.to_thread(_tls_refusal, settings, context) if context is not None else None
+        if refusal is not None:
+            raise KafkaIOError(
+                f"{refusal}; check TIERSTREAM_BROKER_CA_FILE (the CA that signed the brokers' "
+                "certificates) and that the URL names the brokers' TLS listener"
+            ) from None
         raise BrokerUnreachable(settings.broker_url) from None
 
 

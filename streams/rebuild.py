@@ -11,13 +11,12 @@ import asyncio
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from .engine import codec
 from .engine.partition import PartitionEngine
 from .engine.rules import Rules
 from .kafkaio import client_kwargs
-from .serving import CUSTOMER_KEY, EPOCH_KEY, TIER_COUNTS_KEY, customer_fields
+from .serving import CUSTOMER_KEY, EPOCH_KEY, TIER_COUNTS_KEY, customer_fields, redis_client
 from .settings import Settings
 from .tables import MARKER_PREFIX
 
@@ -64,9 +63,7 @@ async def rebuild(settings: Settings, rules: Rules) -> tuple[int, dict[str, int]
     tables = await read_changelog(settings)
     engine = PartitionEngine(rules)
     specs = engine.ledger.specs
-    client: Any = aioredis.Redis.from_url(
-        settings.redis_url, password=settings.redis_password.get_secret_value() or None
-    )
+    client: Any = redis_client(settings)
     counts = dict.fromkeys(rules.tier_ids, 0)
     written = 0
     try:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import Counter
+from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -50,6 +52,55 @@ def customer_fields(engine: PartitionEngine, c: Customer, rules: Rules) -> dict[
     return fields
 
 
+def redis_client(settings: Settings, **options: Any) -> aioredis.Redis:
+    """A Redis client with the password and, for a rediss:// URL, the CA file of the settings."""
+    if settings.redis_url.startswith("rediss://") and settings.redis_ca_file:
+        options["ssl_ca_certs"] = settings.redis_ca_file
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        settings.redis_url, password=settings.redis_password.get_secret_value() or None, **options
+    )
+    return client
+
+
+async def redis_refusal(settings: Settings) -> str | None:
+    """Why Redis refuses us for good (a wrong password, a failed TLS handshake), or None.
+
+    An unreachable Redis is not a refusal: the worker runs on and catches up when it
+    returns. Wrong credentials would never heal, so the worker must not start with them.
+    """
+    client = redis_client(settings, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except redis.exceptions.AuthenticationError as exc:
+        return (
+            f"Redis at {url_without_password(settings.redis_url)} refused our credentials ({exc}); "
+            "set TIERSTREAM_REDIS_PASSWORD to its requirepass (or ACL) password"
+        )
+    except redis.exceptions.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            return f"Redis refused us ({exc}); set TIERSTREAM_REDIS_PASSWORD"
+        return None
+    except redis.exceptions.ConnectionError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ssl.SSLError) or "SSL" in str(exc) or "certificate" in str(exc):
+            return (
+                f"the TLS handshake with Redis at {url_without_password(settings.redis_url)} failed ({exc}); "
+                "check TIERSTREAM_REDIS_CA_FILE and that the URL is rediss:// to Redis' TLS port"
+            )
+        return None
+    except (redis.exceptions.RedisError, OSError):  # slow or away: the worker copes with that
+        return None
+    finally:
+        await client.aclose()
+    return None
+
+
+def url_without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    _userinfo, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{host}" if at else url
+
+
 class RedisServing:
     """Writes pending customer hashes and tier counts to Redis, retrying on failure.
 
@@ -66,13 +117,7 @@ class RedisServing:
         self.pending: dict[str, dict[str, str]] = {}
         self.pending_counts: dict[int, dict[str, int]] = {}
         self.needs_refresh = False
-        password = settings.redis_password.get_secret_value() or None
-        self.client = aioredis.Redis.from_url(
-            settings.redis_url,
-            password=password,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
-        )
+        self.client = redis_client(settings, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.interval = 0.2
 
     def note_customers(self, engine: PartitionEngine, customers: list[tuple[str, Customer]]) -> None:

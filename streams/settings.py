@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     broker_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password")
     broker_ca_file: str = Field("", description="CA bundle for TLS to the broker")
     redis_password: SecretStr = Field(SecretStr(""), description="Redis AUTH password (or put it in the URL)")
+    redis_ca_file: str = Field("", description="CA bundle for TLS to Redis (a rediss:// URL)")
     api_token: SecretStr = Field(
         SecretStr(""), description="bearer token for /customers endpoints (unset: they answer 403)"
     )

@@ -107,6 +107,11 @@ def worker_env(settings: Settings, rules: str) -> dict[str, str]:
             "TIERSTREAM_LOGLEVEL": settings.loglevel,
             "TIERSTREAM_API_TOKEN": settings.api_token.get_secret_value(),
             "TIERSTREAM_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
+            "TIERSTREAM_BROKER_SECURITY_PROTOCOL": settings.broker_security_protocol,
+            "TIERSTREAM_BROKER_CA_FILE": settings.broker_ca_file,
+            "TIERSTREAM_REDIS_PASSWORD": settings.redis_password.get_secret_value(),
+            "TIERSTREAM_REDIS_CA_FILE": settings.redis_ca_file,
+            "TIERSTREAM_PARTITIONER": settings.partitioner,
         }
     )
     return env

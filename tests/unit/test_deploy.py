@@ -55,8 +55,12 @@ def _k8s_docs() -> list[tuple[str, dict[str, Any]]]:
     return docs
 
 
-def _k8s(kind: str) -> dict[str, Any]:
-    found = [doc for _, doc in _k8s_docs() if doc.get("kind") == kind]
+def _k8s(kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [
+        doc
+        for _, doc in _k8s_docs()
+        if doc.get("kind") == kind and name in (None, doc.get("metadata", {}).get("name"))
+    ]
     assert len(found) == 1, f"expected one {kind} in deploy/k8s, found {len(found)}"
     return found[0]
 
@@ -246,7 +250,7 @@ def test_statefulset_settings_and_rules() -> None:
     assert not SECRET_VARS & env.keys(), "secrets belong in the Secret"
     assert [s["secretRef"]["name"] for s in _container()["envFrom"]] == [_k8s("Secret")["metadata"]["name"]]
     # TIERSTREAM_RULES is a file in the mounted ConfigMap, and that file is a valid ladder.
-    cm = _k8s("ConfigMap")
+    cm = _k8s("ConfigMap", "tierstream-rules")
     rules_mount = next(m for m in _container()["volumeMounts"] if m["name"] == "rules")["mountPath"]
     volume = next(
         v for v in _k8s("StatefulSet")["spec"]["template"]["spec"]["volumes"] if v["name"] == "rules"

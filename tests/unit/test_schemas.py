@@ -174,26 +174,33 @@ def test_published_patterns_agree_with_the_spec_examples() -> None:
 
 
 def test_export_check_and_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert export.main(["--dir", str(tmp_path), "--check"]) == 1
+    asyncapi = tmp_path.parent / f"{tmp_path.name}-asyncapi.yaml"
+
+    def main(*args: str) -> int:
+        return export.main([*args, "--asyncapi", str(asyncapi)])
+
+    assert main("--dir", str(tmp_path), "--check") == 1
     assert "run `make schemas`" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # --check writes nothing
+    assert not asyncapi.exists()
 
-    assert export.main(["--dir", str(tmp_path)]) == 0
+    assert main("--dir", str(tmp_path)) == 0
     assert {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir()} == export.render()
-    assert export.main(["--dir", str(tmp_path), "--check"]) == 0
+    assert asyncapi.read_text(encoding="utf-8") == export.render_asyncapi()
+    assert main("--dir", str(tmp_path), "--check") == 0
 
     target = tmp_path / "tier.changes.schema.json"
     target.write_text(target.read_text(encoding="utf-8").replace("upgrade", "promotion"), encoding="utf-8")
     (tmp_path / "old.topic.schema.json").write_text("{}\n", encoding="utf-8")
     capsys.readouterr()
-    assert export.main(["--dir", str(tmp_path), "--check"]) == 1
+    assert main("--dir", str(tmp_path), "--check") == 1
     err = capsys.readouterr().err
     assert "old.topic.schema.json" in err and "tier.changes.schema.json" in err
     assert "bank.balances.schema.json" not in err
 
-    assert export.main(["--dir", str(tmp_path)]) == 0
+    assert main("--dir", str(tmp_path)) == 0
     assert not (tmp_path / "old.topic.schema.json").exists()
-    assert export.main(["--dir", str(tmp_path), "--check"]) == 0
+    assert main("--dir", str(tmp_path), "--check") == 0
 
 
 # ------------------------------------------------------------------ worked examples
