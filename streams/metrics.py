@@ -70,6 +70,12 @@ class WorkerMetrics:
         self.redis_pending = Gauge(
             "tierstream_redis_pending_customers", "Customers waiting for a Redis write", registry=r
         )
+        self.misrouted = Counter(
+            "tierstream_misrouted_records",
+            "Records of a customer first seen on another partition than TIERSTREAM_PARTITIONER predicts",
+            ["topic"],
+            registry=r,
+        )
         self.customers = Gauge(
             "tierstream_customers", "Customers by tier on this worker's partitions", ["tier"], registry=r
         )

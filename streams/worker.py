@@ -59,6 +59,7 @@ from .engine.timeutil import US_PER_SECOND, wall_clock_us
 from .explain import explain
 from .metrics import WorkerMetrics
 from .preflight import LIFECYCLE_LOGGER, assigned_line
+from .routing import RoutingCheck
 from .serving import RedisServing, customer_fields
 from .settings import Settings
 from .tables import CUSTOMERS_TABLE, MARKER_PREFIX, marker_key, marker_value
@@ -211,6 +212,8 @@ class Worker:
         self.deliveries: list[asyncio.Future[Any]] = []
         self.last_commit = time.monotonic()
         self.committing: asyncio.Future[None] | None = None
+        self.routing = RoutingCheck(settings.partitions, settings.partitioner)
+        self.misrouting_told = False
 
     # ------------------------------------------------------------------ wiring
     def install(self) -> None:
@@ -456,6 +459,8 @@ class Worker:
                 day_before = engine.clock_day
                 for event in records:
                     msg = event.message
+                    if msg.key:
+                        self._check_routing(msg)
                     key = msg.key.decode("utf-8", "replace") if msg.key else None
                     produced = process(
                         bare(msg.topic),
@@ -473,6 +478,15 @@ class Worker:
                     outputs.extend((o, None) for o in self._sweep(part))
             self._count(engine)
         await self._send_outputs(outputs)
+
+    def _check_routing(self, msg: Any) -> None:
+        predicted = self.routing.expected(msg.key, msg.partition)
+        if predicted is None:
+            return
+        self.metrics.misrouted.labels(topic=msg.topic).inc()
+        if not self.misrouting_told:  # one warning; the counter tells how many
+            self.misrouting_told = True
+            lifecycle.warning(self.routing.advice(msg.key, msg.topic, msg.partition, predicted))
 
     async def _commit(self) -> None:
         """Snapshot what was applied (changed state encoded, markers) now, and write it in

@@ -4,13 +4,20 @@ partitioners a bank's producers may use."""
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from pydantic import SecretStr
 
+from tests.integration.support import WorkerProcess
 from tierstream.engine.partitioner import partition_for
 from tierstream.kafkaio import ensure_topics
 from tierstream.localstack import Proc
+from tierstream.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -39,3 +46,65 @@ def test_librdkafka_partitions_as_we_route(
     assert len(placed) == len(keys)
     assert len(set(placed.values())) == 7  # the keys spread over every partition
     assert {k: partition_for(k, 7, ours) for k in keys} == placed
+
+
+def _produce_bank(settings: Settings, customers: int, partitioner: str) -> int:
+    """Valid balance records for `customers` customers, produced by librdkafka."""
+    host = settings.broker_url.removeprefix("kafka://")
+    asyncio.run(ensure_topics(settings, settings.input_topics, settings.partitions))
+    producer = Producer({"bootstrap.servers": host, "partitioner": partitioner, "log_level": 3})
+    sent = 0
+    for i in range(customers):
+        for day in (1, 2):
+            value = {
+                "event_id": f"b{i}-{day}",
+                "customer_id": f"C{i:05d}",
+                "account_id": f"C{i:05d}-D",
+                "product": "deposit",
+                "balance": f"{(i + 1) * 10_000}.00",
+                "ts": f"2026-03-0{day}T10:00:00+08:00",
+            }
+            producer.produce(
+                settings.topic("bank.balances"), key=value["customer_id"], value=json.dumps(value)
+            )
+            sent += 1
+    assert producer.flush(20) == 0
+    return sent
+
+
+@pytest.mark.parametrize(("setting", "misrouted"), [("crc32", False), ("murmur2", True)])
+def test_the_worker_finds_librdkafka_customers_and_notices_a_disagreeing_producer(
+    settings: Settings, tmp_path: Path, setting: str, misrouted: bool
+) -> None:
+    token = "t0ken"
+    configured = settings.model_copy(
+        update={"partitioner": setting, "store": "rocksdb://", "api_token": SecretStr(token)}
+    )
+    sent = _produce_bank(configured, 30, "consistent_random")
+    worker = WorkerProcess(configured, "cmb", tmp_path / "worker.log")
+    try:
+        worker.wait_for(lambda: worker.consumed() >= sent, 120, f"{sent} records consumed")
+        worker.wait_for(lambda: worker.lag() == 0, 60, "lag 0")
+        counted = sum(
+            v for k, v in worker.metrics().items() if k.startswith("tierstream_misrouted_records_total")
+        )
+        found = 0
+        for i in range(30):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{configured.web_port}/customers/C{i:05d}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    found += answer.status == 200
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 404
+    finally:
+        worker.stop()
+    log = (tmp_path / "worker.log").read_text("utf-8", "replace")
+    if misrouted:
+        assert counted > 0 and "a producer partitions differently" in log
+        assert found < 30  # routing by murmur2 looks on the wrong partition for most
+    else:
+        assert counted == 0 and "partitions differently" not in log
+        assert found == 30  # every customer, whatever the store
