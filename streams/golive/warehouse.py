@@ -11,6 +11,7 @@ the lateness horizon stand as the accounts' latest observations.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -101,6 +102,7 @@ class WarehouseSnapshot:
     paths: dict[str, Path]
     rows: dict[str, int] = field(default_factory=dict)
     columns: dict[str, set[str]] = field(default_factory=dict)
+    scratch: Any = None  # the TemporaryDirectory holding the database file
 
     @property
     def customers(self) -> int:
@@ -133,8 +135,12 @@ def find_files(directory: Path) -> dict[str, Path]:
 def open_snapshot(directory: Path, rules: Rules, as_of: int) -> WarehouseSnapshot:
     """Check every file of the snapshot; raise SnapshotError on the first problem."""
     paths = find_files(directory)
-    con = duckdb.connect()
-    snap = WarehouseSnapshot(directory, rules, as_of, con, paths)
+    # A database file of its own (removed when the process ends): DuckDB then keeps the
+    # snapshot's rows on disk and memory stays bounded by its buffer pool, not the bank.
+    scratch = tempfile.TemporaryDirectory(prefix="tierstream-snapshot-")
+    con = duckdb.connect(str(Path(scratch.name) / "snapshot.duckdb"))
+    con.execute("SET memory_limit = '2GB'")
+    snap = WarehouseSnapshot(directory, rules, as_of, con, paths, scratch=scratch)
     for name, path in paths.items():
         _load(snap, name, path)
     _check_relations(snap)
