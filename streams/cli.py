@@ -176,7 +176,7 @@ def _export_engine(engine: Any, rules: Rules, out: Path) -> None:
 
     work = statefile.atomic_dir(out)
     try:
-        rows = ((0, engine.record(cid)) for cid in sorted(engine.customers))
+        rows = ((0, engine.record(cid)) for cid in engine.customers)  # first-seen order, as swept
         n = statefile.write_export(work, engine_manifest(engine, rules, "murmur2"), rows, engine.calendar)
         statefile.finish_dir(work, out)
     except BaseException:

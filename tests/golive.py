@@ -51,6 +51,16 @@ def comparable(output: Output) -> tuple[Any, ...]:
     return topic, key, value["event_id"]
 
 
+def per_customer(outputs: list[Output]) -> dict[str, list[tuple[Any, ...]]]:
+    """Each customer's outputs in order. SPEC §4 fixes the order per customer; across
+    customers a day-boundary sweep goes in the order customers were first seen, which a
+    snapshot does not carry (its rows are sorted by id)."""
+    grouped: dict[str, list[tuple[Any, ...]]] = {}
+    for output in outputs:
+        grouped.setdefault(output[1], []).append(comparable(output))
+    return grouped
+
+
 def state_fields(engine: PartitionEngine, cid: str, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """A customer's state as data: the rules-free record plus the running window sums."""
     record = engine.record(cid)

@@ -11,7 +11,9 @@ the lateness horizon stand as the accounts' latest observations.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -102,7 +104,6 @@ class WarehouseSnapshot:
     paths: dict[str, Path]
     rows: dict[str, int] = field(default_factory=dict)
     columns: dict[str, set[str]] = field(default_factory=dict)
-    scratch: Any = None  # the TemporaryDirectory holding the database file
 
     @property
     def customers(self) -> int:
@@ -110,6 +111,11 @@ class WarehouseSnapshot:
 
     def records(self) -> Iterator[CustomerRecord]:
         return _records(self)
+
+
+def _remove_scratch(con: duckdb.DuckDBPyConnection, scratch: str) -> None:
+    con.close()
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def find_files(directory: Path) -> dict[str, Path]:
@@ -137,10 +143,11 @@ def open_snapshot(directory: Path, rules: Rules, as_of: int) -> WarehouseSnapsho
     paths = find_files(directory)
     # A database file of its own (removed when the process ends): DuckDB then keeps the
     # snapshot's rows on disk and memory stays bounded by its buffer pool, not the bank.
-    scratch = tempfile.TemporaryDirectory(prefix="tierstream-snapshot-")
-    con = duckdb.connect(str(Path(scratch.name) / "snapshot.duckdb"))
+    scratch = tempfile.mkdtemp(prefix="tierstream-snapshot-")
+    con = duckdb.connect(str(Path(scratch) / "snapshot.duckdb"))
     con.execute("SET memory_limit = '2GB'")
-    snap = WarehouseSnapshot(directory, rules, as_of, con, paths, scratch=scratch)
+    snap = WarehouseSnapshot(directory, rules, as_of, con, paths)
+    weakref.finalize(snap, _remove_scratch, con, scratch)
     for name, path in paths.items():
         _load(snap, name, path)
     _check_relations(snap)
