@@ -71,13 +71,42 @@ def _open_in(path: Path) -> IO[bytes]:
         fail(f"{path}: cannot read the event file ({exc.strerror}); check the path")
 
 
+def _event_file_or_fail(problem: tuple[str, str] | None) -> None:
+    """A compressed or binary file is refused before the run; an empty one is a warning."""
+    if problem is None:
+        return
+    kind, message = problem
+    if kind == "error":
+        fail(message)
+    print(f"tierstream: warning: {message}", file=sys.stderr)
+
+
+def _warn_if_not_events(path: Path, summary: dict[str, Any]) -> None:
+    from .eventfile import not_events_warning
+
+    warning = not_events_warning(path, summary)
+    if warning:
+        print(f"tierstream: warning: {warning}", file=sys.stderr)
+
+
 def _open_out(path: Path | None, stack: ExitStack) -> TextIO:
-    if path is None or str(path) == "-":
-        return sys.stdout
+    """The output file, written beside the target and renamed over it at the end (safeio)."""
+    from .safeio import atomic_text
+
     try:
-        return stack.enter_context(path.open("w", encoding="utf-8"))
+        return stack.enter_context(atomic_text(path))
     except OSError as exc:
         fail(f"{path}: cannot write ({exc.strerror}); check the directory exists")
+
+
+def _check_outputs(outputs: Iterable[Any], inputs: Iterable[Path] = ()) -> None:
+    """Every output path checked before the run starts (safeio.check_outputs)."""
+    from .safeio import OutputRefused, check_outputs
+
+    try:
+        check_outputs(outputs, inputs)
+    except OutputRefused as exc:
+        fail(str(exc))
 
 
 RulesOpt = Annotated[str, typer.Option("--rules", help="A rules file or a preset: cmb, psbc, ccb, spdb.")]
@@ -98,26 +127,31 @@ def simulate(
 ) -> None:
     """Run the engine over an event file, with no broker; outputs as an event file."""
     from .engine.evaluate import Output
-    from .simulate import output_line, read_lines
+    from .eventfile import check_event_file, progress_lines
+    from .safeio import Output as Out
+    from .safeio import atomic_path
+    from .simulate import max_line_bytes, output_line, read_lines
     from .simulate import simulate as run
     from .simulate import stats as summarize
 
     loaded = _rules(rules)
     until_us, now_us = _instant(until, "--until"), _instant(now, "--now")
+    _check_outputs([Out("--out", out), Out("--stats", stats_file)], [events])
     with ExitStack() as stack:
         source = stack.enter_context(_open_in(events))
+        _event_file_or_fail(check_event_file(source, events))
+        stats_tmp = stack.enter_context(atomic_path(stats_file)) if stats_file is not None else None
         sink = _open_out(out, stack)
 
         def emit(output: Output) -> None:
             sink.write(output_line(output))
 
-        engine = run(loaded, read_lines(source), emit, until=until_us, now=now_us, wall=wall_clock_us)
-    summary = summarize(engine)
-    if stats_file is not None:
-        try:
-            stats_file.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
-        except OSError as exc:
-            fail(f"{stats_file}: cannot write ({exc.strerror})")
+        lines = progress_lines(read_lines(source, max_line_bytes(loaded)), source, "simulate")
+        engine = run(loaded, lines, emit, until=until_us, now=now_us, wall=wall_clock_us)
+        summary = summarize(engine)
+        if stats_tmp is not None:
+            stats_tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    _warn_if_not_events(events, summary)
     _print_summary(loaded, summary)
 
 
@@ -171,6 +205,9 @@ def generate(
             first = date.fromisoformat(start)
         except ValueError:
             fail(f"--start: {start!r} is not a date like 2026-01-01")
+    from .safeio import Output as Out
+
+    _check_outputs([Out("--out", out)])
     with ExitStack() as stack:
         sink = _open_out(out, stack)
         n = write_events(generate_events(customers, days, seed, first, noise, late, usd=noise), sink)
@@ -235,8 +272,10 @@ def capture(
 ) -> None:
     """Read the output topics from the beginning into an event file."""
     from .kafkaio import capture as read_outputs
+    from .safeio import Output as Out
 
     settings = _broker_settings(broker)
+    _check_outputs([Out("--out", out)])
     with ExitStack() as stack:
         sink = _open_out(out, stack)
         _broker_call(settings, read_outputs(settings, sink, idle_seconds))
@@ -329,16 +368,19 @@ def explain(
 ) -> None:
     """Why a customer is in a tier: balances, metrics, every condition, cooldowns, outputs."""
     from .engine.timeutil import Calendar
+    from .eventfile import check_event_file, progress_lines
     from .explain import explain as build
     from .explain import replay_until
-    from .simulate import read_lines
+    from .simulate import max_line_bytes, read_lines
 
     loaded = _rules(rules)
     at_us = _instant(at, "--at")
     with _open_in(events) as source:
-        engine, outputs = replay_until(loaded, read_lines(source), at_us, customer)
+        _event_file_or_fail(check_event_file(source, events))
+        lines = progress_lines(read_lines(source, max_line_bytes(loaded)), source, "explain")
+        engine, outputs = replay_until(loaded, lines, at_us, customer)
     try:
-        doc = build(engine, customer, outputs)
+        doc = build(engine, customer, outputs, at_us)
     except KeyError:
         fail(f"{events}: no applied event for customer {customer!r}" + (f" up to {at}" if at else ""))
     if as_json:
@@ -423,14 +465,29 @@ def whatif(
     ] = None,
 ) -> None:
     """Two ladders over the same history: who moves, tier by tier."""
-    from .simulate import read_lines
-    from .whatif import plot, run_whatif, write_csv
+    from .eventfile import check_event_file, progress_lines
+    from .safeio import Output as Out
+    from .simulate import max_line_bytes, read_lines
+    from .whatif import PLOT_SUFFIXES, plot, run_whatif, write_csv
 
     if len(rules) != 2:
         fail("--rules: give exactly two, e.g. --rules cmb --rules candidate.yaml")
     rules_a, rules_b = _rules(rules[0]), _rules(rules[1])
+    at_us = _instant(at, "--at")
+    _check_outputs(
+        [Out("--csv", csv_dir, kind="dir"), Out("--plot", plot_file, suffixes=PLOT_SUFFIXES)], [events]
+    )
     with _open_in(events) as source:
-        result = run_whatif(rules_a, rules_b, read_lines(source), _instant(at, "--at"), monthly)
+        _event_file_or_fail(check_event_file(source, events))
+        lines = progress_lines(read_lines(source, max_line_bytes(rules_a)), source, "whatif")
+        result = run_whatif(rules_a, rules_b, lines, at_us, monthly)
+    if not result.final.a:
+        fail(
+            f"{events}: no applied event"
+            + (f" at or before --at {at}" if at else "")
+            + "; nothing to compare"
+            + (" (give a later --at)" if at else "")
+        )
     out = Console()
     snaps = [*result.monthly, result.final] if monthly else [result.final]
     for snap in snaps:
@@ -459,9 +516,12 @@ def whatif(
             f"{dist['B'].get(ta, 0):,}" if ta in rules_b.tier_ids else "—",
         )
     out.print(moves)
+    cells = result.cell_counts()
     for (ta, tb), ids in sorted(result.samples().items()):
         if ta != tb:
-            out.print(f"  {ta} → {tb}: {', '.join(ids)}")
+            more = cells[ta, tb] - len(ids)
+            tail = f" (+{more:,} more" + ("; all in customers.csv)" if csv_dir else "; --csv DIR lists all)")
+            out.print(f"  {ta} → {tb}: {', '.join(ids)}" + (tail if more > 0 else ""), highlight=False)
     if csv_dir is not None:
         for path in write_csv(result, csv_dir):
             err.print(f"wrote {path}", highlight=False)
@@ -587,7 +647,9 @@ def dlq_replay(
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:  # typer's answer to Ctrl-C (KeyboardInterrupt) when not standalone
+            raise SystemExit(130)
     except UserError as exc:
         print(f"tierstream: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
