@@ -48,10 +48,11 @@ schemas: install
 	$(BIN)/python -m tierstream.schemas.export
 
 demo: install
-	$(BIN)/python -m tierstream.demo
+	$(BIN)/python -m tierstream.demo $(ARGS)
 
+# make bench ARGS=--quick: a 2-minute smoke run; ARGS=--skip-worker: the engine only.
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf build .mypy_cache .pytest_cache .ruff_cache

@@ -393,7 +393,8 @@ def _print_explanation(doc: dict[str, Any], _: Any) -> None:
     out = Console()
     out.print(
         f"[bold]{doc['customer_id']}[/] — {doc['tier_label']} [bold]{doc['tier']}[/] since {doc['since']}"
-        f"  (as of {doc['as_of']}, {doc['rules']}; first seen {doc['first_seen']})"
+        f"  (as of {doc['as_of']}, {doc['rules']}; first seen {doc['first_seen']})",
+        soft_wrap=True,
     )
     if doc["pending_downgrade"]:
         p = doc["pending_downgrade"]
@@ -489,13 +490,12 @@ def whatif(
             + (" (give a later --at)" if at else "")
         )
     out = Console()
+    out.print(
+        f"A: {rules_a.scheme} {rules_a.version}; B: {rules_b.scheme} {rules_b.version}", highlight=False
+    )
     snaps = [*result.monthly, result.final] if monthly else [result.final]
     for snap in snaps:
-        table = Table(
-            title=f"A → B as of {snap.label}  (A: {rules_a.scheme} {rules_a.version}; "
-            f"B: {rules_b.scheme} {rules_b.version})",
-            title_justify="left",
-        )
+        table = Table(title=f"A → B as of {snap.label}", title_justify="left")
         table.add_column("A \\ B")
         for tb in rules_b.tier_ids:
             table.add_column(tb, justify="right")
