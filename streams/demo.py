@@ -318,9 +318,10 @@ def _describe(topic: str, v: dict[str, Any]) -> str:
     when = v.get("effective_at", "")[5:16].replace("T", " ")
     if topic == "tier.changes":
         arrow = "↑" if v.get("direction") == "upgrade" else "↓"
-        return f"{when} {v['customer_id']} {arrow} {v['from_tier']}→{v['to_tier']}"
+        return f"{when} {v['customer_id']} {arrow} {v['to_tier']}"
     if topic == "tier.opportunities":
-        return f"{when} {v['customer_id']} → {v['target_tier']} gap {v['gap']}"
+        gap = str(v["gap"]).split(".")[0]
+        return f"{when} {v['customer_id']} → {v['target_tier']} −{gap}"
     return f"{when} {v['customer_id']} {v['reason']} ({v['severity']})"
 
 
