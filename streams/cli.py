@@ -37,6 +37,24 @@ app.add_typer(dlq_app, name="dlq")
 err = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .clihelp import version
+
+        print(f"tierstream {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Real-time customer tiering for retail banks (月日均 ladders) on Kafka."""
+
+
 class UserError(Exception):
     """A mistake in arguments or files: printed as one line, exit status 2."""
 
@@ -646,8 +664,10 @@ def dlq_replay(
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .clihelp import build, is_no_args_help
+
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = build(app)(args=argv, prog_name="tierstream", standalone_mode=False)
         if code == 130:  # typer's answer to Ctrl-C (KeyboardInterrupt) when not standalone
             raise SystemExit(130)
     except UserError as exc:
@@ -659,6 +679,10 @@ def main(argv: list[str] | None = None) -> None:
         print("tierstream: aborted", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as exc:
+        if is_no_args_help(exc):  # `tierstream rules`: the help, not an error line
+            ctx = getattr(exc, "ctx", None)
+            print(ctx.get_help() if ctx is not None else exc, file=sys.stderr)
+            raise SystemExit(2) from None
         # Usage errors (missing or bad options) from typer's click carry a one-line message.
         format_message = getattr(exc, "format_message", None)
         if callable(format_message) and isinstance(getattr(exc, "exit_code", None), int):
