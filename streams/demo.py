@@ -315,7 +315,7 @@ def _stat(label: str, value: str) -> Text:
 
 
 def _describe(topic: str, v: dict[str, Any]) -> str:
-    when = v.get("effective_at", "")[5:16].replace("T", " ")
+    when = v.get("effective_at", "")[5:16].replace("T", " ").removesuffix(" 00:00")  # day boundaries: the day
     if topic == "tier.changes":
         arrow = "↑" if v.get("direction") == "upgrade" else "↓"
         return f"{when} {v['customer_id']} {arrow} {v['to_tier']}"
