@@ -142,9 +142,26 @@ def simulate(
     stats_file: Annotated[
         Path | None, typer.Option("--stats", help="Write the summary as JSON here.")
     ] = None,
+    snapshot: Annotated[
+        Path | None,
+        typer.Option(
+            "--snapshot",
+            help="Start from this warehouse snapshot (with --as-of) or state export instead of empty; "
+            "the event file then holds the records from the cut-over on.",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="The business day the warehouse snapshot closes, YYYY-MM-DD."),
+    ] = None,
+    export_dir: Annotated[
+        Path | None,
+        typer.Option("--export", help="Write the final state here as a state export (a new folder)."),
+    ] = None,
 ) -> None:
     """Run the engine over an event file, with no broker; outputs as an event file."""
     from .engine.evaluate import Output
+    from .engine.partition import PartitionEngine
     from .eventfile import check_event_file, progress_lines
     from .safeio import Output as Out
     from .safeio import atomic_path
@@ -154,7 +171,17 @@ def simulate(
 
     loaded = _rules(rules)
     until_us, now_us = _instant(until, "--until"), _instant(now, "--now")
-    _check_outputs([Out("--out", out), Out("--stats", stats_file)], [events])
+    engine = PartitionEngine(loaded, now=(lambda: now_us) if now_us is not None else None, wall=wall_clock_us)
+    if as_of is not None and snapshot is None:
+        fail("--as-of goes with --snapshot DIR (the warehouse snapshot it dates)")
+    inputs = [events] if snapshot is None else [events, snapshot]
+    _check_outputs(
+        [Out("--out", out), Out("--stats", stats_file), Out("--export", export_dir, kind="dir")], inputs
+    )
+    if export_dir is not None:
+        _check_new_dir(export_dir, "--export")
+    if snapshot is not None:
+        _start_from(engine, loaded, snapshot, as_of)
     with ExitStack() as stack:
         source = stack.enter_context(_open_in(events))
         _event_file_or_fail(check_event_file(source, events))
@@ -165,12 +192,54 @@ def simulate(
             sink.write(output_line(output))
 
         lines = progress_lines(read_lines(source, max_line_bytes(loaded)), source, "simulate")
-        engine = run(loaded, lines, emit, until=until_us, now=now_us, wall=wall_clock_us)
+        engine = run(loaded, lines, emit, until=until_us, wall=wall_clock_us, engine=engine)
+        if export_dir is not None:
+            _export_engine(engine, loaded, export_dir)
         summary = summarize(engine)
         if stats_tmp is not None:
             stats_tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
     _warn_if_not_events(events, summary)
     _print_summary(loaded, summary)
+
+
+def _check_new_dir(path: Path, flag: str) -> None:
+    """An output folder must be new (or empty): nothing a user owns is overwritten."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        fail(f"{flag} {path}: exists and is not an empty folder; give a new one (nothing is overwritten)")
+    if not path.resolve().parent.is_dir():
+        fail(f"{flag} {path}: its parent folder does not exist; create it first")
+
+
+def _start_from(engine: Any, rules: Rules, directory: Path, as_of: str | None) -> None:
+    from .golive.load import open_source, start_engine
+
+    try:
+        source = open_source(directory, rules, as_of)
+        n = start_engine(engine, source)
+    except ValueError as exc:
+        fail(str(exc))
+    err.print(
+        f"started from the {source.kind} {directory}: {n:,} customers, clock "
+        f"{engine.calendar.isoformat(engine.clock)}",
+        highlight=False,
+    )
+
+
+def _export_engine(engine: Any, rules: Rules, out: Path) -> None:
+    from .golive import statefile
+    from .golive.export import engine_manifest
+
+    work = statefile.atomic_dir(out)
+    try:
+        rows = ((0, engine.record(cid)) for cid in sorted(engine.customers))
+        n = statefile.write_export(work, engine_manifest(engine, rules, "murmur2"), rows, engine.calendar)
+        statefile.finish_dir(work, out)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    err.print(f"exported {n:,} customers to {out}", highlight=False)
 
 
 def _print_summary(rules: Rules, summary: dict[str, Any]) -> None:
@@ -232,6 +301,75 @@ def generate(
     err.print(f"wrote {n:,} events for {customers:,} customers over {days} days", highlight=False)
 
 
+@app.command()
+def snapshot(
+    rules: RulesOpt,
+    events: Annotated[Path, typer.Option("--events", help="Event file (JSONL), in time order.")],
+    until: Annotated[
+        str,
+        typer.Option(
+            "--until",
+            help="The cut: a date YYYY-MM-DD (the end of that business day) or an instant; the snapshot "
+            "holds the records before the first one dated after that business day.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="A new folder for the snapshot files.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    minimal: Annotated[
+        bool, typer.Option("--minimal", help="Leave out every optional column and file (SPEC §9).")
+    ] = False,
+    tail: Annotated[
+        Path | None, typer.Option("--tail", help="Also write the lines from the cut on here (a new file).")
+    ] = None,
+) -> None:
+    """Write the warehouse snapshot (SPEC §9) of an event file's records up to a cut."""
+    from .golive.snapshot import write_snapshot
+    from .simulate import read_lines
+
+    loaded = _rules(rules)
+    if fmt not in ("csv", "parquet"):
+        fail(f"--format {fmt!r}: write csv or parquet")
+    until_us = _cut_instant(until, loaded)
+    _check_new_dir(out, "--out")
+    if tail is not None and tail.exists():
+        fail(f"--tail {tail}: exists; give a new file (nothing is overwritten)")
+    with ExitStack() as stack:
+        source = stack.enter_context(_open_in(events))
+        tail_file = None
+        if tail is not None:  # written beside, renamed at the end (safeio): never left half-written
+            from .safeio import atomic_path
+
+            tail_file = stack.enter_context(stack.enter_context(atomic_path(tail)).open("wb"))
+        summary = write_snapshot(
+            loaded, read_lines(source), until_us, out, fmt=fmt, minimal=minimal, tail=tail_file
+        )
+    rows = ", ".join(f"{name} {n:,}" for name, n in summary.rows.items())
+    cut = f"line {summary.cut_line + 1:,}" if summary.cut_line is not None else "the end of the file"
+    err.print(
+        f"snapshot as of {summary.as_of} in {out}: {summary.customers:,} customers from {summary.records_read:,} "
+        f"records (cut at {cut}); rows: {rows}",
+        highlight=False,
+    )
+
+
+def _cut_instant(text: str, rules: Rules) -> int:
+    """A date means the last instant of that business day in the rules' timezone."""
+    from .engine.timeutil import Calendar
+
+    if len(text) == 10:
+        cal = Calendar(rules.timezone)
+        try:
+            day = Calendar.day_from_text(text)
+        except ValueError:
+            fail(
+                f"--until {text!r} is not a date like 2026-03-31 or an instant like 2026-03-31T23:59:59+08:00"
+            )
+        return cal.boundary(day + 1) - 1
+    value = _instant(text, "--until")
+    assert value is not None
+    return value
+
+
 BrokerOpt = Annotated[
     str | None,
     typer.Option("--broker", help="Kafka bootstrap, kafka://host:port (overrides TIERSTREAM_BROKER_URL)."),
@@ -244,15 +382,20 @@ def _broker_settings(broker: str | None) -> Settings:
     return settings
 
 
+def _quiet_aiokafka() -> None:
+    """aiokafka logs each failed connection attempt at ERROR; our one-line error says it all."""
+    import logging
+
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+
+
 def _broker_call(settings: Settings, work: Coroutine[Any, Any, int]) -> int:
     """Run one broker coroutine; broker trouble ends in one line, not a traceback."""
     import asyncio
-    import logging
 
     from .kafkaio import KafkaIOError
 
-    # aiokafka logs each failed connection attempt at ERROR; our one-line error says it all.
-    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    _quiet_aiokafka()
     try:
         return asyncio.run(work)
     except KafkaIOError as exc:
@@ -341,9 +484,22 @@ def run(
     loglevel: Annotated[
         str | None, typer.Option("--loglevel", help="Worker log level [env TIERSTREAM_LOGLEVEL, WARNING].")
     ] = None,
+    create_topics: Annotated[
+        bool | None,
+        typer.Option(
+            "--create-topics",
+            help="Create missing input topics with --partitions partitions (development brokers) "
+            "[env TIERSTREAM_CREATE_TOPICS].",
+        ),
+    ] = None,
 ) -> None:
-    """Run a Faust worker: consume the input topics, publish tiers, serve Redis and /metrics."""
-    from .runner import run_worker
+    """Run a Faust worker: consume the input topics, publish tiers, serve Redis and /metrics.
+
+    It first checks the topics, creating none unless told: input topics must exist with
+    TIERSTREAM_PARTITIONS partitions, and an existing changelog must have as many.
+    """
+    from .kafkaio import KafkaIOError
+    from .runner import TopicsRefused, run_worker
 
     settings = _settings_from(
         {
@@ -357,19 +513,19 @@ def run(
             "topic_prefix": topic_prefix,
             "partitions": partitions,
             "loglevel": loglevel,
+            "create_topics": create_topics,
         }
     )
     loaded = _rules(settings.rules)
-    _broker_call(settings, _reachable(settings))
-    run_worker(settings, loaded, settings.loglevel.upper())
-
-
-async def _reachable(settings: Any) -> int:
-    """Fail fast, in one line, when the broker is not there (and create the topics)."""
-    from .kafkaio import ensure_topics
-
-    names = settings.input_topics + settings.output_topics
-    return len(await ensure_topics(settings, names, settings.partitions))
+    _quiet_aiokafka()
+    try:
+        run_worker(settings, loaded, settings.loglevel.upper())
+    except KafkaIOError as exc:
+        fail(str(exc))
+    except TopicsRefused as exc:
+        for other in exc.refusals[:-1]:
+            print(f"tierstream: error: {other}", file=sys.stderr)
+        fail(exc.refusals[-1])
 
 
 @app.command()
@@ -546,6 +702,164 @@ def whatif(
     if plot_file is not None:
         plot(result, plot_file)
         err.print(f"wrote {plot_file}", highlight=False)
+
+
+AppIdOpt = Annotated[
+    str | None, typer.Option("--app-id", help="The deployment's app id [env TIERSTREAM_APP_ID].")
+]
+PartitionsOpt = Annotated[
+    int | None,
+    typer.Option("--partitions", min=1, help="Input topic partitions [env TIERSTREAM_PARTITIONS]."),
+]
+PrefixOpt = Annotated[str | None, typer.Option("--topic-prefix", help="Prepended to every topic name.")]
+PartitionerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--partitioner",
+        help="The producers' partitioner: murmur2, crc32 or fnv1a [env TIERSTREAM_PARTITIONER].",
+    ),
+]
+
+
+@app.command()
+def bootstrap(
+    snapshot_dir: Annotated[
+        Path, typer.Option("--snapshot", help="A warehouse snapshot folder (with --as-of) or a state export.")
+    ],
+    rules: Annotated[
+        str | None, typer.Option("--rules", help="Rules file or preset [env TIERSTREAM_RULES].")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="The business day the warehouse snapshot closes, YYYY-MM-DD."),
+    ] = None,
+    from_ts: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="The cut-over instant: per input partition, the first record stamped at or after it.",
+        ),
+    ] = None,
+    offsets: Annotated[
+        Path | None,
+        typer.Option(
+            "--offsets", help="The cut-over as a file of topic,partition,offset (the first to consume)."
+        ),
+    ] = None,
+    broker: BrokerOpt = None,
+    app_id: AppIdOpt = None,
+    partitions: PartitionsOpt = None,
+    topic_prefix: PrefixOpt = None,
+    partitioner: PartitionerOpt = None,
+) -> None:
+    """Write a new deployment's tables from a snapshot; a worker then starts at the cut-over."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .golive.bootstrap import bootstrap as run_bootstrap
+    from .kafkaio import KafkaIOError
+
+    settings = _settings_from(
+        {
+            "rules": rules,
+            "broker_url": broker,
+            "app_id": app_id,
+            "partitions": partitions,
+            "topic_prefix": topic_prefix,
+            "partitioner": partitioner,
+        }
+    )
+    loaded = _rules(settings.rules)
+    from_us = _instant(from_ts, "--from") if from_ts is not None else None
+    if as_of is not None and len(as_of) != 10:
+        fail(f"--as-of {as_of!r} is not a date like 2026-03-31")
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def progress(phase: str, done: int, total: int | None) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(f"{phase} customers", total=total)
+        bar.update(tasks[phase], completed=done)
+
+    import logging
+
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    try:
+        with bar:
+            summary = run_bootstrap(
+                settings,
+                loaded,
+                snapshot_dir,
+                as_of,
+                from_us=from_us,
+                offsets_file=offsets,
+                progress=progress,
+            )
+    except KafkaIOError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # snapshot, export and cut-over refusals: nothing was written
+        fail(str(exc))
+    tiers = ", ".join(f"{t} {summary.tiers.get(t, 0):,}" for t in loaded.tier_ids)
+    read = ", ".join(f"{name} {n:,}" for name, n in summary.rows_read.items())
+    err.print(
+        f"bootstrapped app id {settings.app_id}: {summary.customers:,} customers on {summary.partitions} partitions "
+        f"({settings.partitioner}); rows read: {read}; tiers: {tiers}; {summary.bytes_written / 1e6:,.1f} MB "
+        f"written in {summary.seconds:.1f} s; clock {summary.clock}"
+        + (
+            f"; {summary.retiered:,} customers held a tier these rules do not have and took their qualified tier"
+            if summary.retiered
+            else ""
+        ),
+        highlight=False,
+    )
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="A new folder for the state export.")],
+    rules: Annotated[
+        str | None, typer.Option("--rules", help="The rules the deployment runs [env TIERSTREAM_RULES].")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+    broker: BrokerOpt = None,
+    app_id: AppIdOpt = None,
+    partitions: PartitionsOpt = None,
+    partitioner: PartitionerOpt = None,
+) -> None:
+    """Export a deployment's state (every field of every customer) from its tables' changelog."""
+    from aiokafka.errors import KafkaError
+
+    from .golive.export import export_deployment
+    from .kafkaio import KafkaIOError
+
+    if fmt not in ("jsonl", "parquet"):
+        fail(f"--format {fmt!r}: write jsonl or parquet")
+    settings = _settings_from(
+        {
+            "rules": rules,
+            "broker_url": broker,
+            "app_id": app_id,
+            "partitions": partitions,
+            "partitioner": partitioner,
+        }
+    )
+    loaded = _rules(settings.rules)
+    _check_new_dir(out, "--out")
+    try:
+        manifest = export_deployment(settings, loaded, out, fmt)
+    except (KafkaIOError, KafkaError, OSError) as exc:
+        fail(f"cannot read the tables of app id {settings.app_id} ({exc}); check TIERSTREAM_BROKER_URL")
+    except ValueError as exc:
+        fail(str(exc))
+    err.print(
+        f"exported {manifest.customers:,} customers of app id {settings.app_id} to {out}", highlight=False
+    )
 
 
 @redis_app.command("rebuild")

@@ -44,6 +44,7 @@ from rich.text import Text
 
 from .engine.rules import load_rules
 from .generate import generate_events
+from .kafkaio import ensure_topics
 from .localstack import Proc, free_port, start_broker, start_redis
 from .settings import Settings
 
@@ -366,7 +367,9 @@ async def _main(demo: Demo, console: Console) -> None:
         settings = await asyncio.to_thread(demo.start_servers)
         if stop.is_set():
             return
-        demo.status = "starting the worker (joining the consumer group takes ~5 s)"
+        demo.status = "creating the topics, starting the worker (joining the consumer group takes ~5 s)"
+        # As a bank's Kafka team would before a worker starts (the worker refuses missing inputs).
+        await ensure_topics(settings, settings.input_topics + settings.output_topics, settings.partitions)
         demo.start_worker(settings)
         tasks = [
             asyncio.create_task(c)

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         "in another terminal:\n"
         f"  export TIERSTREAM_BROKER_URL={broker.url} TIERSTREAM_REDIS_URL={redis.url} "
         "TIERSTREAM_LIVE_CLOCK=false\n"
-        "  .venv/bin/tierstream run &\n"
+        "  .venv/bin/tierstream run --partitions 4 --create-topics &\n"
         "  .venv/bin/tierstream replay --events bank.jsonl\n"
         "  .venv/bin/tierstream capture --out outputs.jsonl\n"
         "Ctrl-C here stops both.",

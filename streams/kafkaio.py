@@ -22,6 +22,7 @@ from .engine.decode import INPUT_TOPICS, guess_key
 from .engine.evaluate import OUTPUT_TOPICS
 from .engine.jsonio import NotJson, dumps_compact, loads
 from .engine.timeutil import TimestampError, parse_instant
+from .preflight import TopicFacts
 from .settings import Settings
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Publisher",
     "capture",
     "client_kwargs",
+    "describe_topics",
     "ensure_topics",
     "format_shifted",
     "input_producer",
@@ -153,6 +155,23 @@ async def ensure_topics(
         await _close_quietly(admin)
 
 
+def producers_partitioner(name: str) -> Callable[[bytes | None, list[int], list[int]], int]:
+    """An aiokafka partitioner that puts a key where the bank's producers put it."""
+    import random
+
+    from .engine.partitioner import partitioner
+
+    pick = partitioner(name)
+
+    def choose(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return random.choice(available or all_partitions)
+        ordered = sorted(all_partitions)
+        return ordered[pick(key, len(ordered))]
+
+    return choose
+
+
 # --- publishing -------------------------------------------------------------------------------
 class Publisher:
     """Sends records and keeps at most CHUNK of them unacknowledged (bounded memory, early errors)."""
@@ -190,7 +209,12 @@ async def input_producer(settings: Settings, **options: Any) -> AsyncIterator[Pu
     from aiokafka.errors import KafkaError
 
     await ensure_topics(settings, settings.input_topics, settings.partitions)
-    producer = AIOKafkaProducer(**client_kwargs(settings), max_request_size=4 * 1024 * 1024, **options)
+    producer = AIOKafkaProducer(
+        **client_kwargs(settings),
+        max_request_size=4 * 1024 * 1024,
+        partitioner=producers_partitioner(settings.partitioner),
+        **options,
+    )
     await _start(producer, settings)
     publisher = Publisher(producer)
     try:
@@ -417,17 +441,52 @@ def _capture_line(topic: str, raw: bytes | None) -> str:
     return dumps_compact({"topic": topic, "value": value}) + "\n"
 
 
+async def _existing_partitions(admin: Any) -> dict[str, list[int]]:
+    """Every topic's partition numbers, from all-topic metadata: naming topics in a metadata
+    request would auto-create the missing ones (Tansu does, with 4 partitions)."""
+    return {
+        t["topic"]: [p["partition"] for p in t["partitions"]]
+        for t in await admin.describe_topics(None)
+        if t["error_code"] == 0
+    }
+
+
 async def _output_partitions(admin: Any, names: Iterable[str]) -> set[Any]:
-    """Partitions of those output topics that exist, from all-topic metadata (which creates none)."""
+    """Partitions of those output topics that exist."""
     from aiokafka.structs import TopicPartition
 
-    wanted = set(names)
-    return {
-        TopicPartition(t["topic"], p["partition"])
-        for t in await admin.describe_topics(None)
-        if t["topic"] in wanted and t["error_code"] == 0
-        for p in t["partitions"]
-    }
+    existing = await _existing_partitions(admin)
+    return {TopicPartition(t, p) for t in names if t in existing for p in existing[t]}
+
+
+async def describe_topics(settings: Settings, names: Sequence[str]) -> dict[str, TopicFacts]:
+    """Partition count and cleanup policy of those of `names` that exist; creates none."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await _start(admin, settings)
+    try:
+        existing = await _existing_partitions(admin)
+        found = [n for n in dict.fromkeys(names) if n in existing]
+    except KafkaError as exc:
+        await _close_quietly(admin)
+        raise KafkaIOError(f"reading topic metadata from {settings.broker_url} failed: {exc}") from None
+    policies: dict[str, str] = {}
+    # Every config of each topic: Tansu drops the connection when asked for named ones.
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in found]
+    try:
+        # Only warnings depend on the policy: a broker that will not tell leaves it unknown.
+        with contextlib.suppress(KafkaError):
+            for response in await admin.describe_configs(resources) if resources else ():
+                for resource in response.to_object()["resources"]:
+                    for entry in resource["config_entries"] if resource["error_code"] == 0 else ():
+                        if entry["config_names"] == "cleanup.policy" and entry["config_value"]:
+                            policies[resource["resource_name"]] = entry["config_value"]
+    finally:
+        await _close_quietly(admin)
+    return {n: TopicFacts(len(existing[n]), policies.get(n)) for n in found}
 
 
 async def capture(settings: Settings, out: TextIO, idle_seconds: float, *, log: Log = _stderr) -> int:

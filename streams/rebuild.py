@@ -19,13 +19,13 @@ from .engine.rules import Rules
 from .kafkaio import client_kwargs
 from .serving import CUSTOMER_KEY, EPOCH_KEY, TIER_COUNTS_KEY, customer_fields
 from .settings import Settings
-from .worker import MARKER_PREFIX
+from .tables import MARKER_PREFIX
 
 
 async def read_changelog(settings: Settings, idle_seconds: float = 2.0) -> dict[bytes, bytes]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    topic = f"{settings.app_id}-customers-changelog"
+    topic = settings.changelog_topic
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest"
     )

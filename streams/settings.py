@@ -6,11 +6,16 @@ Secrets are `SecretStr`: never logged, never in a repr.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .engine.decode import INPUT_TOPICS
 from .engine.evaluate import OUTPUT_TOPICS
+from .tables import CUSTOMERS_TABLE, changelog_topic
+
+__all__ = ["CUSTOMERS_TABLE", "Settings"]
 
 
 class Settings(BaseSettings):
@@ -30,6 +35,18 @@ class Settings(BaseSettings):
     app_id: str = Field("tierstream", description="consumer group and table namespace")
     topic_prefix: str = Field("", description="prepended to every topic name, inputs and outputs")
     partitions: int = Field(8, ge=1, description="partitions of the input topics (co-partitioned)")
+    partitioner: Literal["murmur2", "crc32", "consistent_random", "consistent", "fnv1a", "fnv1a_random"] = (
+        Field(
+            "murmur2",
+            description="how the bank's producers pick a customer's partition: murmur2 (Java, aiokafka), "
+            "crc32/consistent_random (librdkafka), fnv1a (Sarama); tierstream's producers and routing follow it",
+        )
+    )
+    create_topics: bool = Field(
+        False,
+        description="`run` creates missing input topics with `partitions` partitions (development "
+        "brokers; in production the topics' owners create them)",
+    )
     # -- security (production); empty means plaintext
     broker_security_protocol: str = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
@@ -76,6 +93,11 @@ class Settings(BaseSettings):
     @property
     def output_topics(self) -> list[str]:
         return [self.topic(t) for t in OUTPUT_TOPICS]
+
+    @property
+    def changelog_topic(self) -> str:
+        """Faust's changelog of the customers table: named after the app id, never prefixed."""
+        return changelog_topic(self.app_id)
 
     @property
     def bootstrap_servers(self) -> list[str]:

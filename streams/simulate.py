@@ -126,9 +126,12 @@ def simulate(
     until: int | None = None,
     now: int | None = None,
     wall: Callable[[], int] | None = None,
+    engine: PartitionEngine | None = None,
 ) -> PartitionEngine:
-    """Run every line through one eager engine; `emit` gets each output in order."""
-    engine = PartitionEngine(rules, now=(lambda: now) if now is not None else None, wall=wall)
+    """Run every line through one eager engine (a new one, or one started from a
+    snapshot); `emit` gets each output in order."""
+    if engine is None:
+        engine = PartitionEngine(rules, now=(lambda: now) if now is not None else None, wall=wall)
     for number, line in lines:
         for output in feed_line(engine, number, line):
             emit(output)

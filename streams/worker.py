@@ -45,7 +45,6 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -54,29 +53,21 @@ from .engine.decode import INPUT_TOPICS
 from .engine.evaluate import DLQ, TIER_CHANGES, Output, series_specs
 from .engine.ledger import Customer, SeriesSpec
 from .engine.partition import APPLIED, DEAD_LETTER, DUPLICATE, PartitionEngine
+from .engine.partitioner import partition_for
 from .engine.rules import Rules
 from .engine.timeutil import US_PER_SECOND, wall_clock_us
 from .explain import explain
 from .metrics import WorkerMetrics
+from .preflight import LIFECYCLE_LOGGER, assigned_line
 from .serving import RedisServing, customer_fields
 from .settings import Settings
+from .tables import CUSTOMERS_TABLE, MARKER_PREFIX, marker_key, marker_value
 
 log = logging.getLogger("tierstream.worker")
-
-MARKER_PREFIX = b"\x00partition:"
+lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
 
 #: a changelog write: (partition, key, value)
 Write = tuple[int, bytes, bytes]
-
-
-def partition_for(customer_id: str, partitions: int) -> int:
-    """The partition of a customer's records: the producers' default partitioner."""
-    hashed: int = murmur2(customer_id.encode("utf-8"))
-    return (hashed & 0x7FFFFFFF) % partitions
-
-
-def marker_key(partition: int) -> bytes:
-    return MARKER_PREFIX + str(partition).encode()
 
 
 class _RoutingEvent:
@@ -199,7 +190,7 @@ class Worker:
             for name in ("tier.changes", "tier.opportunities", "customer.churn-warnings", DLQ)
         }
         self.table = app.Table(
-            "customers",
+            CUSTOMERS_TABLE,
             default=None,
             partitions=settings.partitions,
             key_type=bytes,
@@ -249,6 +240,7 @@ class Worker:
             self.ready = False
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        lifecycle.info(assigned_line(self.settings, ((tp.topic, tp.partition) for tp in assigned)))
         self._tune_fetch()
         self.ready = True
 
@@ -331,15 +323,10 @@ class Worker:
 
     def _marker(self, part: Partition) -> bytes:
         engine = part.engine
-        doc = {
-            "shape": self.shape,
-            "clock": engine.clock,
-            "clock_day": engine.clock_day,
-            "swept_day": part.swept_day,
-            "counts": part.tier_counts,
-            "offsets": {str(self.topic_index[t]): o for t, o in part.applied.items()},
-        }
-        return orjson.dumps(doc)
+        offsets = {self.topic_index[t]: o for t, o in part.applied.items()}
+        return marker_value(
+            self.shape, engine.clock, engine.clock_day, part.swept_day, part.tier_counts, offsets
+        )
 
     # ------------------------------------------------------------------ the agent
     async def _agent(self, stream: faust.StreamT[Any]) -> None:
@@ -703,7 +690,7 @@ class Worker:
         tables: Any = self.app.tables
         if not tables.recovery.completed.is_set():
             return None
-        number = partition_for(customer_id, self.settings.partitions)
+        number = partition_for(customer_id, self.settings.partitions, self.settings.partitioner)
         part = self.partition(number)
         store = part.store
         store.tracking = False

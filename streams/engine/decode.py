@@ -61,6 +61,7 @@ class Balance:
     account_id: str
     fen: int
     liability: bool
+    product: str
 
 
 @dataclass(slots=True)
@@ -76,6 +77,7 @@ class Transaction:
     #: balance_after in fen when present, with its product's side.
     balance_after: int | None
     liability: bool
+    product: str | None
 
 
 @dataclass(slots=True)
@@ -204,7 +206,9 @@ class Decoder:
         liability = product in LIABILITY_PRODUCTS
         if liability and fen < 0:
             raise BadRecord(BAD_AMOUNT, f"balance: a {product} balance is the amount owed and must be >= 0")
-        return Balance(event_id, customer_id, ts, account_id, convert(fen, *rate) if rate else fen, liability)
+        return Balance(
+            event_id, customer_id, ts, account_id, convert(fen, *rate) if rate else fen, liability, product
+        )
 
     def _transaction(self, value: dict[str, Any]) -> Transaction:
         event_id, customer_id = _check_ids(value)
@@ -249,6 +253,7 @@ class Decoder:
             counterparty,
             after,
             liability,
+            product,
         )
 
     def _profile(self, value: dict[str, Any]) -> Profile:

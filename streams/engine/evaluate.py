@@ -164,6 +164,14 @@ class Evaluator:
                 return cond
         return None
 
+    def qualified(self, c: Customer) -> int:
+        """The highest tier with a condition that holds (the base tier always does)."""
+        for t, tests in self.ladder:
+            for _, test in tests:
+                if test(c):
+                    return t
+        return 0
+
     def render_metrics(self, c: Customer, names: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in names:

@@ -16,6 +16,7 @@ from . import decode as d
 from .evaluate import DLQ, TIER_CHANGES, Evaluator, Output, series_specs
 from .jsonio import NotJson, loads
 from .ledger import Customer, Ledger, fingerprint
+from .portable import CustomerRecord, seed, to_record
 from .rules import Rules
 from .timeutil import US_PER_SECOND, Calendar
 
@@ -84,6 +85,9 @@ class PartitionEngine:
         #: *was* applied and moved the clock; the worker sets this so it moves it again.
         self.duplicates_move_clock = False
         self.home_bank = rules.home_bank
+        #: called with each applied event and its business day (`tierstream snapshot`
+        #: keeps the applied records this way, so the warehouse files see what the engine saw)
+        self.on_applied: Callable[[d.Event, int], None] | None = None
 
     def _wall_text(self) -> str:
         if self.wall is None:
@@ -234,6 +238,8 @@ class PartitionEngine:
             )
         else:
             ledger.profile(c, ts, event.event_id, event.attributes)
+        if self.on_applied is not None:
+            self.on_applied(event, day)
         instant = ts if ts > c.last_instant else c.last_instant
         c.last_instant = instant
         self._evaluate(cid, c, instant, out)
@@ -294,6 +300,26 @@ class PartitionEngine:
             if self.eager:
                 self.sweep(out)
         return out
+
+    # ------------------------------------------------------------------ go-live (SPEC §9)
+    def start_at(self, clock: int) -> None:
+        """Set the clock of a partition that starts from a snapshot (no outputs)."""
+        self.clock = clock
+        self.clock_day = self.calendar.day_of(clock)
+
+    def seed(self, record: CustomerRecord) -> Customer:
+        """An engine customer from a snapshot or export record (MissingHistory when the
+        record does not cover these rules). Without a tier, or with one these rules do
+        not have, the customer takes the qualified tier as of the record's day, with no
+        output."""
+        c = seed(record, self.ledger, self.rules.tier_ids)
+        if record.tier not in self.rules.tier_ids:  # not given, or a tier the ladder dropped
+            c.tier = self.evaluator.qualified(c)
+            c.below_since = None
+        return c
+
+    def record(self, customer_id: str) -> CustomerRecord:
+        return to_record(customer_id, self.customers[customer_id], self.ledger, self.rules.tier_ids)
 
     # ------------------------------------------------------------------ summary
     def tier_counts(self) -> dict[str, int]:

@@ -3,6 +3,7 @@ its outputs with `simulate` run per partition (each partition has its own clock)
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from tierstream.engine.decode import guess_customer, guess_key
+from tierstream.engine.partitioner import partition_for
 from tierstream.engine.rules import load_rules
 from tierstream.generate import generate_events, write_events
+from tierstream.kafkaio import capture, ensure_topics, replay
 from tierstream.settings import Settings
 from tierstream.simulate import output_line, read_lines, simulate
-from tierstream.worker import partition_for
 
 
 def make_bank(path: Path, customers: int, days: int, seed: int, noise: bool = True, late: bool = True) -> int:
@@ -54,6 +56,19 @@ def simulate_per_partition(events: Path, rules: str, partitions: int) -> list[di
     return outputs
 
 
+def publish(settings: Settings, events: Path) -> int:
+    """Replay an event file to the settings' input topics; how many records were sent."""
+    with events.open("rb") as f:
+        return asyncio.run(replay(settings, read_lines(f), None, False))
+
+
+def captured(settings: Settings, idle: float = 3.0) -> list[dict[str, Any]]:
+    """Every output record so far, as event-file dicts."""
+    sink = io.StringIO()
+    asyncio.run(capture(settings, sink, idle))
+    return [json.loads(x) for x in sink.getvalue().splitlines()]
+
+
 def output_ids(lines: list[dict[str, Any]]) -> set[str]:
     return {x["value"]["event_id"] for x in lines if x["topic"] != "tierstream.dlq"}
 
@@ -75,32 +90,49 @@ def final_tiers(lines: list[dict[str, Any]]) -> dict[str, str]:
     return {k: t for k, (_, t) in tiers.items()}
 
 
-class WorkerProcess:
-    """`tierstream run` in a child process with the given settings."""
+def worker_env(settings: Settings, rules: str) -> dict[str, str]:
+    """The environment of a `tierstream run` child process with these settings."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "TIERSTREAM_BROKER_URL": settings.broker_url,
+            "TIERSTREAM_REDIS_URL": settings.redis_url,
+            "TIERSTREAM_RULES": rules,
+            "TIERSTREAM_STORE": settings.store,
+            "TIERSTREAM_LIVE_CLOCK": "true" if settings.live_clock else "false",
+            "TIERSTREAM_WEB_PORT": str(settings.web_port),
+            "TIERSTREAM_APP_ID": settings.app_id,
+            "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "TIERSTREAM_PARTITIONS": str(settings.partitions),
+            "TIERSTREAM_LOGLEVEL": settings.loglevel,
+            "TIERSTREAM_API_TOKEN": settings.api_token.get_secret_value(),
+            "TIERSTREAM_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
+        }
+    )
+    return env
 
-    def __init__(self, settings: Settings, rules: str, log: Path) -> None:
-        env = dict(os.environ)
-        env.update(
-            {
-                "TIERSTREAM_BROKER_URL": settings.broker_url,
-                "TIERSTREAM_REDIS_URL": settings.redis_url,
-                "TIERSTREAM_RULES": rules,
-                "TIERSTREAM_STORE": settings.store,
-                "TIERSTREAM_LIVE_CLOCK": "true" if settings.live_clock else "false",
-                "TIERSTREAM_WEB_PORT": str(settings.web_port),
-                "TIERSTREAM_APP_ID": settings.app_id,
-                "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-                "TIERSTREAM_PARTITIONS": str(settings.partitions),
-                "TIERSTREAM_LOGLEVEL": settings.loglevel,
-                "TIERSTREAM_API_TOKEN": settings.api_token.get_secret_value(),
-                "TIERSTREAM_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
-            }
-        )
+
+class WorkerProcess:
+    """`tierstream run` in a child process with the given settings, on input topics created
+    first (as their owners would in production: the worker refuses missing ones) unless
+    `create_inputs` is off."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: str,
+        log: Path,
+        create_inputs: bool = True,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        if create_inputs:
+            asyncio.run(ensure_topics(settings, settings.input_topics, settings.partitions))
+        env = worker_env(settings, rules)
         self.port = settings.web_port
         self.log = log
         self.sink = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tierstream.cli", "run"],
+            [sys.executable, "-m", "tierstream.cli", "run", *args],
             env=env,
             stdout=self.sink,
             stderr=subprocess.STDOUT,

@@ -27,10 +27,10 @@ from aiokafka.structs import TopicPartition
 from pydantic import SecretStr
 
 from tests.integration.support import WorkerProcess
+from tierstream.engine.partitioner import partition_for
 from tierstream.kafkaio import capture, client_kwargs, replay
 from tierstream.settings import Settings
 from tierstream.simulate import read_lines
-from tierstream.worker import partition_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,6 @@ with two workers sharing the partitions.
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
 import subprocess
 import sys
@@ -25,31 +23,20 @@ from pydantic import SecretStr
 
 from tests.integration.support import (
     WorkerProcess,
+    captured,
     dead_letters,
     final_tiers,
     make_bank,
     output_ids,
+    publish,
     simulate_per_partition,
 )
-from tierstream.kafkaio import capture, replay
 from tierstream.localstack import free_port
 from tierstream.settings import Settings
-from tierstream.simulate import read_lines
 
 pytestmark = pytest.mark.integration
 
 RULES = "cmb"
-
-
-def publish(settings: Settings, events: Path) -> int:
-    with events.open("rb") as f:
-        return asyncio.run(replay(settings, read_lines(f), None, False))
-
-
-def captured(settings: Settings, idle: float = 3.0) -> list[dict[str, Any]]:
-    sink = io.StringIO()
-    asyncio.run(capture(settings, sink, idle))
-    return [json.loads(x) for x in sink.getvalue().splitlines()]
 
 
 def keyed_dead_letters(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -1,0 +1,631 @@
+"""Read a warehouse snapshot (SPEC §9) with DuckDB into rules-free customer records.
+
+Every file is checked before anything is built: its columns, then each column's
+values row by row (the first bad row is named: file, line or row, column, the fix),
+then the relations between files (ids known, one row per key, nothing dated after
+the as-of day). Then the files are read once, ordered by customer, and merged into
+one `CustomerRecord` per customer: closing balances become the per-day AUM and loan
+series (carried forward), activity rows the per-day sums, and the observations inside
+the lateness horizon stand as the accounts' latest observations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..engine.decode import ASSET_PRODUCTS, LIABILITY_PRODUCTS
+from ..engine.evaluate import series_specs
+from ..engine.money import convert
+from ..engine.portable import SNAPSHOT_EVENT_ID, CustomerRecord
+from ..engine.rules import Rules
+from ..engine.timeutil import Calendar, TimestampError, parse_instant
+
+FILES = ("balances", "activity", "customers", "attributes", "cooldowns")
+OPTIONAL_FILES = frozenset({"cooldowns"})
+SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+# column -> (required, kind)
+COLUMNS: dict[str, dict[str, tuple[bool, str]]] = {
+    "balances": {
+        "customer_id": (True, "id"),
+        "account_id": (True, "id"),
+        "product": (True, "product"),
+        "business_date": (True, "date"),
+        "balance": (True, "money"),
+        "currency": (False, "currency"),
+        "observed_at": (False, "instant"),
+    },
+    "activity": {
+        "customer_id": (True, "id"),
+        "business_date": (True, "date"),
+        "txn_count": (True, "count"),
+        "debit": (True, "money+"),
+        "credit": (True, "money+"),
+        "spend": (True, "money+"),
+        "external_outflow": (True, "money+"),
+    },
+    "customers": {
+        "customer_id": (True, "id"),
+        "first_seen": (True, "date"),
+        "last_activity": (True, "date?"),
+        "tier": (False, "tier"),
+        "tier_since": (False, "instant"),
+        "below_since": (False, "date"),
+        "lifecycle": (False, "lifecycle"),
+        "rfm": (False, "text"),
+        "grid": (False, "text"),
+    },
+    "attributes": {
+        "customer_id": (True, "id"),
+        "name": (True, "id"),
+        "value": (True, "text"),
+        "type": (True, "attr_type"),
+        "ts": (True, "instant"),
+    },
+    "cooldowns": {
+        "customer_id": (True, "id"),
+        "kind": (True, "cooldown_kind"),
+        "key": (True, "id"),
+        "last_day": (True, "date"),
+    },
+}
+
+_DATE_RE = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_MONEY_RE = r"-?[0-9]+(\.[0-9]{1,2}0*)?"
+_LIFECYCLES = ("new", "active", "dormant", "churn_risk")
+_REASONS = ("dormant", "balance_drop", "external_outflow")
+_NUMBER_RE = r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?"
+
+
+class SnapshotError(ValueError):
+    """A snapshot the bootstrap refuses: one line naming the file, row, column and fix."""
+
+
+@dataclass
+class WarehouseSnapshot:
+    """An opened, checked snapshot directory; `records()` streams the customers."""
+
+    directory: Path
+    rules: Rules
+    as_of: int  # business day X
+    con: duckdb.DuckDBPyConnection
+    paths: dict[str, Path]
+    rows: dict[str, int] = field(default_factory=dict)
+    columns: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def customers(self) -> int:
+        return self.rows["customers"]
+
+    def records(self) -> Iterator[CustomerRecord]:
+        return _records(self)
+
+
+def find_files(directory: Path) -> dict[str, Path]:
+    if not directory.is_dir():
+        raise SnapshotError(
+            f"{directory}: no such snapshot directory; give the folder holding balances.csv …"
+        )
+    found: dict[str, Path] = {}
+    for name in FILES:
+        hits = [directory / f"{name}{s}" for s in SUFFIXES if (directory / f"{name}{s}").is_file()]
+        if len(hits) > 1:
+            raise SnapshotError(f"{directory}: both {hits[0].name} and {hits[1].name}; keep one of them")
+        if hits:
+            found[name] = hits[0]
+        elif name not in OPTIONAL_FILES:
+            raise SnapshotError(
+                f"{directory}: no {name}.csv (or .csv.gz, .parquet); every snapshot has one, "
+                "with its header row even when it has no rows (SPEC §9)"
+            )
+    return found
+
+
+def open_snapshot(directory: Path, rules: Rules, as_of: int) -> WarehouseSnapshot:
+    """Check every file of the snapshot; raise SnapshotError on the first problem."""
+    paths = find_files(directory)
+    con = duckdb.connect()
+    snap = WarehouseSnapshot(directory, rules, as_of, con, paths)
+    for name, path in paths.items():
+        _load(snap, name, path)
+    _check_relations(snap)
+    _check_history(snap)
+    return snap
+
+
+# ----------------------------------------------------------------------------- loading
+def _where(path: Path, rn: int) -> str:
+    """Where a row is, as a person opens the file: CSV line (header is line 1) or Parquet row."""
+    if path.name.endswith(".parquet"):
+        return f"{path}, row {rn}"
+    return f"{path}:{rn + 1}"
+
+
+def _load(snap: WarehouseSnapshot, name: str, path: Path) -> None:
+    con = snap.con
+    if path.name.endswith(".parquet"):
+        source = f"read_parquet('{_quote(path)}')"
+        try:
+            described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        except duckdb.Error as exc:
+            raise SnapshotError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+        types = {row[0]: str(row[1]) for row in described}
+        for column, kind in types.items():
+            if kind in ("FLOAT", "DOUBLE") and COLUMNS[name].get(column, (False, ""))[1].startswith("money"):
+                raise SnapshotError(
+                    f"{path}: column {column} is a binary float ({kind}); money must be exact: "
+                    "write it as a DECIMAL column or as decimal text"
+                )
+        select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in types)
+        raw = f"SELECT {select}, row_number() OVER () AS rn FROM {source}"
+    else:
+        source = f"read_csv('{_quote(path)}', all_varchar=true, header=true, auto_detect=true)"
+        try:
+            described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        except duckdb.Error as exc:
+            raise SnapshotError(
+                f"{path}: not a readable CSV file with a header row ({_first_line(exc)})"
+            ) from None
+        types = {row[0]: "VARCHAR" for row in described}
+        raw = f"SELECT *, row_number() OVER () AS rn FROM {source}"
+    spec = COLUMNS[name]
+    unknown = [c for c in types if c not in spec]
+    if unknown:
+        raise SnapshotError(
+            f"{path}: unknown column(s) {', '.join(unknown)}; {name} has {', '.join(spec)} "
+            "(check the header's spelling)"
+        )
+    missing = [c for c, (required, _) in spec.items() if required and c not in types]
+    if missing:
+        raise SnapshotError(
+            f"{path}: missing column(s) {', '.join(missing)}; the header must name {', '.join(c for c, (r, _) in spec.items() if r)}"
+        )
+    try:
+        con.sql(f"CREATE TABLE raw_{name} AS {raw}")
+    except duckdb.Error as exc:
+        raise SnapshotError(f"{path}: cannot be read ({_first_line(exc)}); fix the file's format") from None
+    snap.columns[name] = set(types)
+    snap.rows[name] = con.sql(f"SELECT count(*) FROM raw_{name}").fetchall()[0][0]
+    for column in types:
+        _check_column(snap, name, path, column, spec[column])
+
+
+def _check_column(
+    snap: WarehouseSnapshot, name: str, path: Path, column: str, spec: tuple[bool, str]
+) -> None:
+    required, kind = spec
+    col = f'"{column}"'
+    tiers = ", ".join(f"'{t}'" for t in snap.rules.tier_ids)
+    # (predicate that holds for a good non-empty value, what a good value looks like)
+    checks: dict[str, tuple[str, str]] = {
+        "id": ("length(trim(v)) > 0", "a non-empty id"),
+        "text": ("true", "text"),
+        "product": (
+            f"v IN ({', '.join(repr(p) for p in sorted(ASSET_PRODUCTS | LIABILITY_PRODUCTS))})",
+            "one of " + ", ".join(sorted(ASSET_PRODUCTS | LIABILITY_PRODUCTS)),
+        ),
+        "date": (
+            f"regexp_full_match(v, '{_DATE_RE}') AND try_cast(v AS DATE) IS NOT NULL",
+            "a date like 2026-03-31",
+        ),
+        "date?": (
+            f"regexp_full_match(v, '{_DATE_RE}') AND try_cast(v AS DATE) IS NOT NULL",
+            "a date like 2026-03-31, or empty",
+        ),
+        "money": (f"regexp_full_match(v, '{_MONEY_RE}')", "decimal text in whole fen, like 1234.56"),
+        "money+": (
+            f"regexp_full_match(v, '{_MONEY_RE}') AND NOT starts_with(v, '-')",
+            "a non-negative amount in whole fen, like 1234.56",
+        ),
+        "count": ("regexp_full_match(v, '[0-9]+')", "a whole number ≥ 0"),
+        "currency": (
+            f"v IN ('CNY', {', '.join(repr(c) for c in snap.rules.currencies) or 'NULL'})",
+            "CNY"
+            + "".join(f" or {c}" for c in snap.rules.currencies)
+            + " (other currencies need a rate in the rules file)",
+        ),
+        "instant": ("true", "an RFC 3339 instant like 2026-03-31T18:00:00+08:00"),  # checked in Python
+        "tier": (f"v IN ({tiers})", f"a tier id of {snap.rules.source}: {', '.join(snap.rules.tier_ids)}"),
+        "lifecycle": (
+            f"v IN ({', '.join(repr(x) for x in _LIFECYCLES)})",
+            "one of " + ", ".join(_LIFECYCLES),
+        ),
+        "attr_type": ("v IN ('number', 'bool', 'string')", "number, bool or string"),
+        "cooldown_kind": ("v IN ('opportunity', 'warning')", "opportunity or warning"),
+    }
+    predicate, expected = checks[kind]
+    empty_ok = not required or kind == "date?"
+    blank = "(v IS NULL OR v = '')"
+    bad_when = f"({blank} AND NOT {str(empty_ok).lower()}) OR (NOT {blank} AND NOT ({predicate}))"
+    row = snap.con.sql(
+        f"SELECT rn, v FROM (SELECT rn, {col} AS v FROM raw_{name}) WHERE {bad_when} ORDER BY rn LIMIT 1"
+    ).fetchall()
+    if row:
+        rn, value = row[0]
+        shown = "empty" if value in (None, "") else repr(value)
+        raise SnapshotError(f"{_where(path, rn)}: column {column} is {shown}; write {expected}")
+    if kind == "instant":
+        cursor = _query(
+            snap.con, f"SELECT rn, {col} FROM raw_{name} WHERE {col} IS NOT NULL AND {col} <> '' ORDER BY rn"
+        )
+        while batch := cursor.fetchmany(50_000):
+            for rn, value in batch:
+                try:
+                    parse_instant(value)
+                except TimestampError as exc:
+                    raise SnapshotError(f"{_where(path, rn)}: column {column}: {exc}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _quote(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _opt(snap: WarehouseSnapshot, name: str, column: str) -> str:
+    """The column if the file has it, else NULL (an optional column may be absent)."""
+    return f"NULLIF(\"{column}\", '')" if column in snap.columns.get(name, ()) else "NULL"
+
+
+def _check_relations(snap: WarehouseSnapshot) -> None:
+    con, paths, x = snap.con, snap.paths, Calendar.day_text(snap.as_of)
+
+    def first(sql: str) -> tuple[Any, ...] | None:
+        rows = con.sql(sql).fetchall()
+        return rows[0] if rows else None
+
+    row = first(
+        "SELECT a.rn, a.customer_id FROM raw_customers a JOIN raw_customers b "
+        "ON a.customer_id = b.customer_id AND b.rn < a.rn ORDER BY a.rn LIMIT 1"
+    )
+    if row:
+        raise SnapshotError(
+            f"{_where(paths['customers'], row[0])}: customer {row[1]!r} has a second row; keep one row per customer"
+        )
+    dated = {
+        "balances": ["business_date"],
+        "activity": ["business_date"],
+        "customers": ["first_seen", "last_activity", "below_since"],
+        "cooldowns": ["last_day"],
+    }
+    for name, columns in dated.items():
+        for column in columns:
+            if name not in paths or column not in snap.columns[name]:
+                continue
+            row = first(
+                f'SELECT rn, "{column}" FROM raw_{name} WHERE NULLIF("{column}", \'\') IS NOT NULL '
+                f"AND CAST(\"{column}\" AS DATE) > DATE '{x}' ORDER BY rn LIMIT 1"
+            )
+            if row:
+                raise SnapshotError(
+                    f"{_where(paths[name], row[0])}: {column} {row[1]} is after the as-of day {x}; "
+                    "a snapshot holds the bank as of the end of that day: export again, or give a later --as-of"
+                )
+    for name in ("balances", "activity", "attributes", "cooldowns"):
+        if name not in paths:
+            continue
+        row = first(
+            f"SELECT rn, customer_id FROM raw_{name} WHERE customer_id NOT IN "
+            f"(SELECT customer_id FROM raw_customers) ORDER BY rn LIMIT 1"
+        )
+        if row:
+            raise SnapshotError(
+                f"{_where(paths[name], row[0])}: customer {row[1]!r} is not in {paths['customers'].name}; "
+                "every customer needs a row there (first_seen, last_activity)"
+            )
+    keys = {
+        "balances": ("customer_id, account_id, business_date", "account and business_date"),
+        "activity": ("customer_id, business_date", "customer and business_date"),
+        "attributes": ("customer_id, name", "customer and attribute name"),
+        "cooldowns": ("customer_id, kind, key", "customer, kind and key"),
+    }
+    for name, (cols, what) in keys.items():
+        if name not in paths:
+            continue
+        row = first(
+            f"SELECT rn FROM (SELECT rn, row_number() OVER (PARTITION BY {cols} ORDER BY rn) AS k "
+            f"FROM raw_{name}) WHERE k > 1 ORDER BY rn LIMIT 1"
+        )
+        if row:
+            raise SnapshotError(f"{_where(paths[name], row[0])}: a second row for the same {what}; keep one")
+    row = first(
+        "SELECT rn, product, balance FROM raw_balances WHERE product IN ('loan', 'credit_card') "
+        "AND starts_with(balance, '-') AND CAST(balance AS DECIMAL(38, 2)) <> 0 ORDER BY rn LIMIT 1"
+    )
+    if row:
+        raise SnapshotError(
+            f"{_where(paths['balances'], row[0])}: a {row[1]} balance of {row[2]}; a liability's balance is "
+            "the amount owed, ≥ 0 (SPEC §2)"
+        )
+    if "observed_at" in snap.columns["balances"]:
+        cal = Calendar(snap.rules.timezone)
+        cursor = _query(
+            con,
+            "SELECT rn, business_date, observed_at FROM raw_balances WHERE NULLIF(observed_at, '') IS NOT NULL",
+        )
+        while batch := cursor.fetchmany(50_000):
+            for rn, day, observed in batch:
+                if cal.day_text(cal.day_of(parse_instant(observed))) != day:
+                    raise SnapshotError(
+                        f"{_where(paths['balances'], rn)}: observed_at {observed} is not on business_date {day} "
+                        f"in {snap.rules.timezone}; give the instant of the observation that set that day's balance"
+                    )
+    row = (
+        first(
+            "SELECT rn, key FROM raw_cooldowns WHERE kind = 'warning' AND key NOT IN "
+            f"({', '.join(repr(r) for r in _REASONS)}) ORDER BY rn LIMIT 1"
+        )
+        if "cooldowns" in paths
+        else None
+    )
+    if row:
+        raise SnapshotError(
+            f"{_where(paths['cooldowns'], row[0])}: warning key {row[1]!r}; write one of {', '.join(_REASONS)}"
+        )
+    row = (
+        first(
+            "SELECT rn, key FROM raw_cooldowns WHERE kind = 'opportunity' AND key NOT IN "
+            f"({', '.join(repr(t) for t in snap.rules.tier_ids)}) ORDER BY rn LIMIT 1"
+        )
+        if "cooldowns" in paths
+        else None
+    )
+    if row:
+        raise SnapshotError(
+            f"{_where(paths['cooldowns'], row[0])}: opportunity key {row[1]!r} is not a tier of "
+            f"{snap.rules.source}; write the target tier's id ({', '.join(snap.rules.tier_ids[1:])})"
+        )
+    cursor = _query(con, "SELECT rn, type, value FROM raw_attributes ORDER BY rn")
+    while batch := cursor.fetchmany(50_000):
+        for rn, kind, value in batch:
+            try:
+                attribute_value(kind, value)
+            except ValueError as exc:
+                raise SnapshotError(f"{_where(paths['attributes'], rn)}: column value: {exc}") from None
+
+
+def history_days(rules: Rules) -> int:
+    """Days of history a snapshot must reach back for these rules: the longest ring."""
+    return max(s.size for s in series_specs(rules))
+
+
+def _check_history(snap: WarehouseSnapshot) -> None:
+    """Refuse a window longer than the history given: a customer seen before the first
+    day a window needs, while neither balances nor activity reach back that far."""
+    specs = series_specs(snap.rules)
+    longest = max((w for s in specs for w in s.windows), default=1)
+    need_from = snap.as_of - longest + 1
+    row = snap.con.sql(
+        "SELECT min(d) FROM (SELECT min(CAST(business_date AS DATE)) AS d FROM raw_balances "
+        "UNION ALL SELECT min(CAST(business_date AS DATE)) FROM raw_activity)"
+    ).fetchall()[0][0]
+    start = Calendar.day_from_text(str(row)) if row is not None else snap.as_of + 1
+    if start <= need_from:
+        return
+    early = snap.con.sql(
+        f"SELECT rn, customer_id, first_seen FROM raw_customers WHERE CAST(first_seen AS DATE) < "
+        f"DATE '{Calendar.day_text(start)}' ORDER BY rn LIMIT 1"
+    ).fetchall()
+    if early:
+        rn, cid, seen = early[0]
+        raise SnapshotError(
+            f"{snap.directory}: the rules read {longest}-day windows, so history must start by "
+            f"{Calendar.day_text(need_from)}, but balances and activity start on {Calendar.day_text(start)} "
+            f"while customer {cid!r} was first seen {seen} ({_where(snap.paths['customers'], rn)}); "
+            f"export {longest} days of history plus the last balance before them"
+        )
+
+
+def attribute_value(kind: str, text: str | None) -> Any:
+    """An attribute's value from its text and type, as the engine holds a decoded one."""
+    if text is None:
+        text = ""
+    if kind == "string":
+        return text
+    if kind == "bool":
+        if text in ("true", "false"):
+            return text == "true"
+        raise ValueError(f"{text!r} is not a bool; write true or false")
+    import re
+
+    if not re.fullmatch(_NUMBER_RE, text):
+        raise ValueError(f"{text!r} is not a number; write decimal text like 200000 or 12.5")
+    if re.fullmatch("-?[0-9]+", text):
+        return int(text)
+    return Decimal(text)
+
+
+# ----------------------------------------------------------------------------- records
+def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
+    rules, con, x = snap.rules, snap.con, snap.as_of
+    cal = Calendar(rules.timezone)
+    specs = series_specs(rules)
+    sizes = {s.name: s.size for s in specs}
+    carry_size = max(sizes.get("aum", 1), sizes.get("loan", 1))
+    ring_from = x - carry_size + 1
+    # the accounts' observations a late record after the cut-over can meet
+    horizon = x - rules.max_lateness_days + 1
+    keep_from = min(ring_from, horizon)
+    x_text = Calendar.day_text(x)
+    currency = _opt(snap, "balances", "currency")
+    observed = _opt(snap, "balances", "observed_at")
+    rates = {"CNY": (1, 1), **rules.currencies}
+    balances = _query(
+        con,
+        f"""
+        WITH b AS (
+          SELECT customer_id, account_id, product, CAST(business_date AS DATE) AS d,
+                 CAST(CAST(balance AS DECIMAL(38, 2)) * 100 AS HUGEINT) AS fen,
+                 coalesce({currency}, 'CNY') AS currency, {observed} AS observed_at
+          FROM raw_balances
+        ), k AS (
+          SELECT *, max(d) FILTER (WHERE d <= DATE '{Calendar.day_text(keep_from)}')
+                    OVER (PARTITION BY customer_id, account_id) AS carry_in
+          FROM b
+        )
+        SELECT customer_id, account_id, product, CAST(d - DATE '1970-01-01' AS INTEGER), CAST(fen AS VARCHAR),
+               currency, observed_at
+        FROM k WHERE d >= DATE '{Calendar.day_text(keep_from)}' OR d = carry_in
+        ORDER BY customer_id, account_id, d
+        """,
+    )
+    act_size = max((sizes[n] for n in sizes if n not in ("aum", "loan")), default=1)
+    activity = _query(
+        con,
+        f"""
+        SELECT customer_id, CAST(CAST(business_date AS DATE) - DATE '1970-01-01' AS INTEGER),
+               CAST(txn_count AS BIGINT),
+               {", ".join(f"CAST(CAST(CAST({c} AS DECIMAL(38, 2)) * 100 AS HUGEINT) AS VARCHAR)" for c in ("debit", "credit", "spend", "external_outflow"))}
+        FROM raw_activity
+        WHERE CAST(business_date AS DATE) > DATE '{x_text}' - INTERVAL {act_size} DAY
+        ORDER BY customer_id
+        """,
+    )
+    attributes = _query(
+        con, "SELECT customer_id, name, value, type, ts FROM raw_attributes ORDER BY customer_id, name"
+    )
+    cooldowns = (
+        _query(
+            con,
+            "SELECT customer_id, kind, key, CAST(CAST(last_day AS DATE) - DATE '1970-01-01' AS INTEGER) FROM raw_cooldowns ORDER BY customer_id",
+        )
+        if "cooldowns" in snap.paths
+        else None
+    )
+    customers = _query(
+        con,
+        f"""
+        SELECT customer_id, CAST(CAST(first_seen AS DATE) - DATE '1970-01-01' AS INTEGER),
+               CAST(CAST(NULLIF(last_activity, '') AS DATE) - DATE '1970-01-01' AS INTEGER),
+               {_opt(snap, "customers", "tier")}, {_opt(snap, "customers", "tier_since")},
+               CAST(CAST({_opt(snap, "customers", "below_since")} AS DATE) - DATE '1970-01-01' AS INTEGER),
+               {_opt(snap, "customers", "lifecycle")}
+        FROM raw_customers ORDER BY customer_id
+        """,
+    )
+    streams = {
+        "balances": _grouped(balances),
+        "activity": _grouped(activity),
+        "attributes": _grouped(attributes),
+        "cooldowns": _grouped(cooldowns) if cooldowns is not None else iter(()),
+    }
+    heads: dict[str, tuple[str, list[tuple[Any, ...]]] | None] = {
+        k: next(s, None) for k, s in streams.items()
+    }
+
+    def take(name: str, cid: str) -> list[tuple[Any, ...]]:
+        head = heads[name]
+        if head is None or head[0] != cid:
+            return []
+        heads[name] = next(streams[name], None)
+        return head[1]
+
+    end_of_day = cal.boundary(x + 1) - 1
+    series_names = [s.name for s in specs]
+    for batch in iter(lambda: customers.fetchmany(10_000), []):
+        for cid, first_seen, last_activity, tier, tier_since, below_since, lifecycle in batch:
+            rec = CustomerRecord(
+                customer_id=cid,
+                first_day=first_seen,
+                day=x,
+                last_instant=end_of_day,
+                tier=tier,  # None: the qualified tier (PartitionEngine.seed)
+                tier_since=parse_instant(tier_since) if tier_since else end_of_day,
+                below_since=below_since if tier else None,
+                last_txn_day=last_activity,
+            )
+            inactive = x - (last_activity if last_activity is not None else first_seen)
+            rec.dormant_fired = inactive >= rules.dormant_after_days
+            values = {name: [0] * sizes[name] for name in series_names}
+            _balances(rec, take("balances", cid), values, sizes, rates, cal, horizon)
+            for _, day, count, debit, credit, spend, outflow in take("activity", cid):
+                for name, v in (
+                    ("txn_count", count),
+                    ("debit", int(debit)),
+                    ("credit", int(credit)),
+                    ("spend", int(spend)),
+                    ("external_outflow", int(outflow)),
+                ):
+                    size = sizes.get(name)
+                    if size is not None and day > x - size:
+                        values[name][size - 1 - (x - day)] += v
+            rec.series = values
+            for _, name, value, kind, ts in take("attributes", cid):
+                rec.attrs[name] = (parse_instant(ts), SNAPSHOT_EVENT_ID, attribute_value(kind, value))
+            for _, kind, key, day in take("cooldowns", cid):
+                if kind == "opportunity":
+                    rec.opportunities[key] = day
+                elif key != "dormant":  # dormant fires once per spell, not by cooldown
+                    rec.warnings[key] = day
+            if lifecycle is not None:
+                rec.churn_risk = lifecycle == "churn_risk"
+            else:  # a balance-drop or outflow warning since the last activity
+                since = last_activity if last_activity is not None else first_seen - 1
+                rec.churn_risk = any(day > since for day in rec.warnings.values())
+            yield rec
+
+
+def _balances(
+    rec: CustomerRecord,
+    rows: list[tuple[Any, ...]],
+    values: dict[str, list[int]],
+    sizes: dict[str, int],
+    rates: dict[str, tuple[int, int]],
+    cal: Calendar,
+    horizon: int,
+) -> None:
+    """Closing balances (sorted by account, day) into per-day AUM/loan and the accounts'
+    observations inside the lateness horizon (plus the last before it)."""
+    x = rec.day
+    by_account: dict[str, list[tuple[int, int, bool, int]]] = {}
+    for _, account, product, day, fen_text, currency, observed_at in rows:
+        num, den = rates[currency]
+        fen = convert(int(fen_text), num, den)
+        ts = parse_instant(observed_at) if observed_at else cal.boundary(day + 1) - 1
+        by_account.setdefault(account, []).append((day, fen, product in LIABILITY_PRODUCTS, ts))
+    for account, obs in by_account.items():
+        for i, (day, fen, liability, _) in enumerate(obs):
+            until = obs[i + 1][0] - 1 if i + 1 < len(obs) else x
+            series = values.get("loan" if liability else "aum")
+            if series is None or fen == 0:
+                continue
+            size = sizes["loan" if liability else "aum"]
+            for d in range(max(day, x - size + 1), until + 1):
+                series[size - 1 - (x - d)] += fen
+        kept = [o for o in obs if o[0] >= horizon]
+        before = [o for o in obs if o[0] < horizon]
+        if before:
+            kept.insert(0, before[-1])
+        rec.accounts[account] = [
+            [day, ts, SNAPSHOT_EVENT_ID, fen, liability] for day, fen, liability, ts in kept
+        ]
+
+
+def _query(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyConnection:
+    """A query on a cursor of its own: several results are read side by side."""
+    cursor = con.cursor()
+    cursor.execute(sql)
+    return cursor
+
+
+def _grouped(relation: Any) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+    """Rows ordered by customer id (first column), grouped per customer."""
+    current: str | None = None
+    group: list[tuple[Any, ...]] = []
+    while batch := relation.fetchmany(50_000):
+        for row in batch:
+            if row[0] != current:
+                if current is not None:
+                    yield current, group
+                current, group = row[0], []
+            group.append(row)
+    if current is not None:
+        yield current, group
