@@ -84,3 +84,19 @@ def test_simulate_refuses_a_gzip_file_and_warns_on_an_empty_or_non_json_one(tmp_
     text.write_text("dear diary\nnothing here is json\n")
     result = cli("simulate", "--rules", "cmb", "--events", str(text))
     assert result.returncode == 0 and "none of the 2 lines" in result.stderr
+
+
+def test_progress_is_shown_only_on_a_terminal_and_changes_no_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tierstream.eventfile import progress_lines
+
+    with EVENTS.open("rb") as f:
+        plain = list(read_lines(f))
+    with EVENTS.open("rb") as f:
+        lines = read_lines(f)
+        assert progress_lines(lines, f, "simulate") is lines  # not a terminal: untouched
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with EVENTS.open("rb") as f:
+        shown = progress_lines(read_lines(f), f, "simulate")
+        assert list(shown) == plain
