@@ -293,9 +293,10 @@ class Worker:
                 self._refuse(
                     f"the customers table of app id {self.settings.app_id!r} was written under "
                     f"rules of another shape than {self.rules.source} (version {self.rules.version}): "
-                    f"{why}. Stored tiers and day rings would be misread. Deploy these rules with a new "
-                    "TIERSTREAM_APP_ID and replay history (docs/operations.md, 'Rolling out a new "
-                    "rules version'), or run the rules the table was written with."
+                    f"{why}. Stored tiers and day rings would be misread. Move the state to a new "
+                    "TIERSTREAM_APP_ID with `tierstream export` then `tierstream bootstrap` under these "
+                    "rules (docs/going-live.md, 'a ladder change'), or run the rules the table was "
+                    "written with."
                 )
         part.engine.clock = doc["clock"]
         part.engine.clock_day = doc["clock_day"]

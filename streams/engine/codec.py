@@ -8,6 +8,8 @@ before compression and almost nothing after it. Decimal attributes keep their te
 
 from __future__ import annotations
 
+import itertools
+import operator
 import zlib
 from array import array
 from decimal import Decimal
@@ -21,21 +23,16 @@ FORMAT = 2  # 2 added churn_risk; 1 is still read
 
 
 def _ring_out(ring: array[int], size: int, day: int) -> list[int]:
-    ordered = [ring[(day - size + 1 + i) % size] for i in range(size)]
-    deltas, prev = [], 0
-    for v in ordered:
-        deltas.append(v - prev)
-        prev = v
-    return deltas
+    """The ring in day order (oldest first) as deltas from the previous day."""
+    start = (day + 1) % size  # the slot of day - size + 1
+    ordered = ring[start:] + ring[:start]
+    return [ordered[0], *map(operator.sub, ordered[1:], ordered[:-1])]
 
 
 def _ring_in(deltas: list[int], size: int, day: int) -> array[int]:
-    ring = array("q", bytes(8 * size))
-    value = 0
-    for i, delta in enumerate(deltas):
-        value += delta
-        ring[(day - size + 1 + i) % size] = value
-    return ring
+    ordered = array("q", itertools.accumulate(deltas))
+    cut = size - (day + 1) % size
+    return ordered[cut:] + ordered[:cut]
 
 
 def _attr_out(value: Any) -> Any:

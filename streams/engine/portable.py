@@ -114,10 +114,8 @@ def seed(record: CustomerRecord, ledger: Ledger, tier_ids: tuple[str, ...]) -> C
             )
         size, day = spec.size, record.day
         tail = values[len(values) - size :]
-        ring = array("q", bytes(8 * size))
-        for i, v in enumerate(tail):
-            ring[(day - size + 1 + i) % size] = v
-        ser.ring = ring
+        cut = size - (day + 1) % size  # ring slot (day - size + 1 + i) % size holds tail[i]
+        ser.ring = array("q", tail[cut:] + tail[:cut])
         ser.sums = [window_sum(tail, n, day, record.first_day, spec.carry) for n in spec.windows]
     c.opp_last = {index[t]: d for t, d in record.opportunities.items() if t in index}
     c.churn_last = dict(record.warnings)

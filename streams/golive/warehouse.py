@@ -21,10 +21,9 @@ import duckdb
 
 from ..engine.decode import ASSET_PRODUCTS, LIABILITY_PRODUCTS
 from ..engine.evaluate import series_specs
-from ..engine.money import convert
 from ..engine.portable import SNAPSHOT_EVENT_ID, CustomerRecord
 from ..engine.rules import Rules
-from ..engine.timeutil import Calendar, TimestampError, parse_instant
+from ..engine.timeutil import Calendar, parse_instant
 
 FILES = ("balances", "activity", "customers", "attributes", "cooldowns")
 OPTIONAL_FILES = frozenset({"cooldowns"})
@@ -80,6 +79,10 @@ _DATE_RE = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _MONEY_RE = r"-?[0-9]+(\.[0-9]{1,2}0*)?"
 _LIFECYCLES = ("new", "active", "dormant", "churn_risk")
 _REASONS = ("dormant", "balance_drop", "external_outflow")
+_INSTANT_RE = (
+    "[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]+)?"
+    "(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
 _NUMBER_RE = r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?"
 
 
@@ -165,14 +168,13 @@ def _load(snap: WarehouseSnapshot, name: str, path: Path) -> None:
         select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in types)
         raw = f"SELECT {select}, row_number() OVER () AS rn FROM {source}"
     else:
-        source = f"read_csv('{_quote(path)}', all_varchar=true, header=true, auto_detect=true)"
-        try:
-            described = con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
-        except duckdb.Error as exc:
-            raise SnapshotError(
-                f"{path}: not a readable CSV file with a header row ({_first_line(exc)})"
-            ) from None
-        types = {row[0]: "VARCHAR" for row in described}
+        header = _csv_header(path)
+        types = dict.fromkeys(header, "VARCHAR")
+        columns = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in header)
+        source = (
+            f"read_csv('{_quote(path)}', header=true, auto_detect=false, delim=',', quote='\"', "
+            f"escape='\"', columns={{{columns}}})"
+        )
         raw = f"SELECT *, row_number() OVER () AS rn FROM {source}"
     spec = COLUMNS[name]
     unknown = [c for c in types if c not in spec]
@@ -192,74 +194,85 @@ def _load(snap: WarehouseSnapshot, name: str, path: Path) -> None:
         raise SnapshotError(f"{path}: cannot be read ({_first_line(exc)}); fix the file's format") from None
     snap.columns[name] = set(types)
     snap.rows[name] = con.sql(f"SELECT count(*) FROM raw_{name}").fetchall()[0][0]
-    for column in types:
-        _check_column(snap, name, path, column, spec[column])
+    # one scan per file: the first bad row of every column
+    checks = {column: _column_check(snap, column, spec[column]) for column in types}
+    firsts = ", ".join(f"min(rn) FILTER (WHERE {bad})" for bad, _ in checks.values())
+    found = con.sql(f"SELECT {firsts} FROM raw_{name}").fetchall()[0]
+    bad_rows = [(rn, column) for rn, column in zip(found, checks, strict=True) if rn is not None]
+    if bad_rows:
+        rn, column = min(bad_rows)
+        value = con.sql(f'SELECT "{column}" FROM raw_{name} WHERE rn = {rn}').fetchall()[0][0]
+        shown = "empty" if value in (None, "") else repr(value)
+        raise SnapshotError(f"{_where(path, rn)}: column {column} is {shown}; write {checks[column][1]}")
 
 
-def _check_column(
-    snap: WarehouseSnapshot, name: str, path: Path, column: str, spec: tuple[bool, str]
-) -> None:
+def _column_check(snap: WarehouseSnapshot, column: str, spec: tuple[bool, str]) -> tuple[str, str]:
+    """(SQL that holds for a bad value of the column, what a good value looks like)."""
     required, kind = spec
     col = f'"{column}"'
     tiers = ", ".join(f"'{t}'" for t in snap.rules.tier_ids)
     # (predicate that holds for a good non-empty value, what a good value looks like)
     checks: dict[str, tuple[str, str]] = {
-        "id": ("length(trim(v)) > 0", "a non-empty id"),
+        "id": ("length(trim(@v)) > 0", "a non-empty id"),
         "text": ("true", "text"),
         "product": (
-            f"v IN ({', '.join(repr(p) for p in sorted(ASSET_PRODUCTS | LIABILITY_PRODUCTS))})",
+            f"@v IN ({', '.join(repr(p) for p in sorted(ASSET_PRODUCTS | LIABILITY_PRODUCTS))})",
             "one of " + ", ".join(sorted(ASSET_PRODUCTS | LIABILITY_PRODUCTS)),
         ),
         "date": (
-            f"regexp_full_match(v, '{_DATE_RE}') AND try_cast(v AS DATE) IS NOT NULL",
+            f"regexp_full_match(@v, '{_DATE_RE}') AND try_cast(@v AS DATE) IS NOT NULL",
             "a date like 2026-03-31",
         ),
         "date?": (
-            f"regexp_full_match(v, '{_DATE_RE}') AND try_cast(v AS DATE) IS NOT NULL",
+            f"regexp_full_match(@v, '{_DATE_RE}') AND try_cast(@v AS DATE) IS NOT NULL",
             "a date like 2026-03-31, or empty",
         ),
-        "money": (f"regexp_full_match(v, '{_MONEY_RE}')", "decimal text in whole fen, like 1234.56"),
+        "money": (f"regexp_full_match(@v, '{_MONEY_RE}')", "decimal text in whole fen, like 1234.56"),
         "money+": (
-            f"regexp_full_match(v, '{_MONEY_RE}') AND NOT starts_with(v, '-')",
+            f"regexp_full_match(@v, '{_MONEY_RE}') AND NOT starts_with(@v, '-')",
             "a non-negative amount in whole fen, like 1234.56",
         ),
-        "count": ("regexp_full_match(v, '[0-9]+')", "a whole number ≥ 0"),
+        "count": ("regexp_full_match(@v, '[0-9]+')", "a whole number ≥ 0"),
         "currency": (
-            f"v IN ('CNY', {', '.join(repr(c) for c in snap.rules.currencies) or 'NULL'})",
+            f"@v IN ('CNY', {', '.join(repr(c) for c in snap.rules.currencies) or 'NULL'})",
             "CNY"
             + "".join(f" or {c}" for c in snap.rules.currencies)
             + " (other currencies need a rate in the rules file)",
         ),
-        "instant": ("true", "an RFC 3339 instant like 2026-03-31T18:00:00+08:00"),  # checked in Python
-        "tier": (f"v IN ({tiers})", f"a tier id of {snap.rules.source}: {', '.join(snap.rules.tier_ids)}"),
+        "instant": (
+            f"regexp_full_match(@v, '{_INSTANT_RE}') AND try_cast(substr(@v, 1, 10) AS DATE) IS NOT NULL",
+            "an RFC 3339 instant with seconds and a UTC offset, like 2026-03-31T18:00:00+08:00",
+        ),
+        "tier": (f"@v IN ({tiers})", f"a tier id of {snap.rules.source}: {', '.join(snap.rules.tier_ids)}"),
         "lifecycle": (
-            f"v IN ({', '.join(repr(x) for x in _LIFECYCLES)})",
+            f"@v IN ({', '.join(repr(x) for x in _LIFECYCLES)})",
             "one of " + ", ".join(_LIFECYCLES),
         ),
-        "attr_type": ("v IN ('number', 'bool', 'string')", "number, bool or string"),
-        "cooldown_kind": ("v IN ('opportunity', 'warning')", "opportunity or warning"),
+        "attr_type": ("@v IN ('number', 'bool', 'string')", "number, bool or string"),
+        "cooldown_kind": ("@v IN ('opportunity', 'warning')", "opportunity or warning"),
     }
     predicate, expected = checks[kind]
     empty_ok = not required or kind == "date?"
-    blank = "(v IS NULL OR v = '')"
-    bad_when = f"({blank} AND NOT {str(empty_ok).lower()}) OR (NOT {blank} AND NOT ({predicate}))"
-    row = snap.con.sql(
-        f"SELECT rn, v FROM (SELECT rn, {col} AS v FROM raw_{name}) WHERE {bad_when} ORDER BY rn LIMIT 1"
-    ).fetchall()
-    if row:
-        rn, value = row[0]
-        shown = "empty" if value in (None, "") else repr(value)
-        raise SnapshotError(f"{_where(path, rn)}: column {column} is {shown}; write {expected}")
-    if kind == "instant":
-        cursor = _query(
-            snap.con, f"SELECT rn, {col} FROM raw_{name} WHERE {col} IS NOT NULL AND {col} <> '' ORDER BY rn"
-        )
-        while batch := cursor.fetchmany(50_000):
-            for rn, value in batch:
-                try:
-                    parse_instant(value)
-                except TimestampError as exc:
-                    raise SnapshotError(f"{_where(path, rn)}: column {column}: {exc}") from None
+    blank = f"({col} IS NULL OR {col} = '')"
+    good = predicate.replace("@v", col)
+    return f"(({blank} AND NOT {str(empty_ok).lower()}) OR (NOT {blank} AND NOT ({good})))", expected
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header row, read as a person wrote it (DuckDB's sniffer may take a header
+    whose width differs from the rows for data)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as f:
+            row = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SnapshotError(f"{path}: not a readable UTF-8 CSV file ({exc}); export it again") from None
+    if not row:
+        raise SnapshotError(f"{path}: empty; write the header row even when there are no rows")
+    return [c.strip() for c in row]
 
 
 def _first_line(exc: Exception) -> str:
@@ -399,7 +412,8 @@ def history_days(rules: Rules) -> int:
 
 def _check_history(snap: WarehouseSnapshot) -> None:
     """Refuse a window longer than the history given: a customer seen before the first
-    day a window needs, while neither balances nor activity reach back that far."""
+    day a window needs, while neither balances nor activity reach back that far (a
+    customer seen later may well have had no rows before its first one)."""
     specs = series_specs(snap.rules)
     longest = max((w for s in specs for w in s.windows), default=1)
     need_from = snap.as_of - longest + 1
@@ -412,7 +426,7 @@ def _check_history(snap: WarehouseSnapshot) -> None:
         return
     early = snap.con.sql(
         f"SELECT rn, customer_id, first_seen FROM raw_customers WHERE CAST(first_seen AS DATE) < "
-        f"DATE '{Calendar.day_text(start)}' ORDER BY rn LIMIT 1"
+        f"DATE '{Calendar.day_text(need_from)}' ORDER BY rn LIMIT 1"
     ).fetchall()
     if early:
         rn, cid, seen = early[0]
@@ -449,44 +463,43 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
     cal = Calendar(rules.timezone)
     specs = series_specs(rules)
     sizes = {s.name: s.size for s in specs}
-    carry_size = max(sizes.get("aum", 1), sizes.get("loan", 1))
-    ring_from = x - carry_size + 1
     # the accounts' observations a late record after the cut-over can meet
     horizon = x - rules.max_lateness_days + 1
-    keep_from = min(ring_from, horizon)
-    x_text = Calendar.day_text(x)
-    currency = _opt(snap, "balances", "currency")
-    observed = _opt(snap, "balances", "observed_at")
-    rates = {"CNY": (1, 1), **rules.currencies}
-    balances = _query(
-        con,
+    con.execute(
+        "CREATE OR REPLACE TABLE cust AS SELECT customer_id, "
+        "CAST(row_number() OVER (ORDER BY customer_id) - 1 AS BIGINT) AS idx FROM raw_customers"
+    )
+    cases = " ".join(
+        f"WHEN '{code}' THEN (f * {num} - (((f * {num}) % {den}) + {den}) % {den}) // {den}"
+        for code, (num, den) in rules.currencies.items()
+    )
+    con.execute(
         f"""
+        CREATE OR REPLACE TABLE bal AS
         WITH b AS (
           SELECT customer_id, account_id, product, CAST(business_date AS DATE) AS d,
-                 CAST(CAST(balance AS DECIMAL(38, 2)) * 100 AS HUGEINT) AS fen,
-                 coalesce({currency}, 'CNY') AS currency, {observed} AS observed_at
+                 CAST(CAST(balance AS DECIMAL(38, 2)) * 100 AS HUGEINT) AS f,
+                 coalesce({_opt(snap, "balances", "currency")}, 'CNY') AS currency,
+                 {_opt(snap, "balances", "observed_at")} AS observed_at
           FROM raw_balances
-        ), k AS (
-          SELECT *, max(d) FILTER (WHERE d <= DATE '{Calendar.day_text(keep_from)}')
-                    OVER (PARTITION BY customer_id, account_id) AS carry_in
-          FROM b
         )
-        SELECT customer_id, account_id, product, CAST(d - DATE '1970-01-01' AS INTEGER), CAST(fen AS VARCHAR),
-               currency, observed_at
-        FROM k WHERE d >= DATE '{Calendar.day_text(keep_from)}' OR d = carry_in
-        ORDER BY customer_id, account_id, d
-        """,
+        SELECT c.idx, b.customer_id, account_id, product, product IN ('loan', 'credit_card') AS liability,
+               CAST(d - DATE '1970-01-01' AS INTEGER) AS day,
+               CAST(lead(d) OVER (PARTITION BY b.customer_id, account_id ORDER BY d) - DATE '1970-01-01'
+                    AS INTEGER) AS next_day,
+               CAST({f"CASE currency {cases} ELSE f END" if cases else "f"} AS BIGINT) AS fen, observed_at
+        FROM b JOIN cust c USING (customer_id)
+        """
     )
-    act_size = max((sizes[n] for n in sizes if n not in ("aum", "loan")), default=1)
-    activity = _query(
+    observations = _query(
         con,
         f"""
-        SELECT customer_id, CAST(CAST(business_date AS DATE) - DATE '1970-01-01' AS INTEGER),
-               CAST(txn_count AS BIGINT),
-               {", ".join(f"CAST(CAST(CAST({c} AS DECIMAL(38, 2)) * 100 AS HUGEINT) AS VARCHAR)" for c in ("debit", "credit", "spend", "external_outflow"))}
-        FROM raw_activity
-        WHERE CAST(business_date AS DATE) > DATE '{x_text}' - INTERVAL {act_size} DAY
-        ORDER BY customer_id
+        SELECT customer_id, account_id, product, day, fen, observed_at FROM (
+          SELECT *, max(day) FILTER (WHERE day <= {horizon})
+                    OVER (PARTITION BY customer_id, account_id) AS carry_in
+          FROM bal
+        ) WHERE day >= {horizon} OR day = carry_in
+        ORDER BY customer_id, account_id, day
         """,
     )
     attributes = _query(
@@ -495,7 +508,8 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
     cooldowns = (
         _query(
             con,
-            "SELECT customer_id, kind, key, CAST(CAST(last_day AS DATE) - DATE '1970-01-01' AS INTEGER) FROM raw_cooldowns ORDER BY customer_id",
+            "SELECT customer_id, kind, key, CAST(CAST(last_day AS DATE) - DATE '1970-01-01' AS INTEGER) "
+            "FROM raw_cooldowns ORDER BY customer_id",
         )
         if "cooldowns" in snap.paths
         else None
@@ -512,8 +526,7 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
         """,
     )
     streams = {
-        "balances": _grouped(balances),
-        "activity": _grouped(activity),
+        "balances": _grouped(observations),
         "attributes": _grouped(attributes),
         "cooldowns": _grouped(cooldowns) if cooldowns is not None else iter(()),
     }
@@ -529,9 +542,10 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
         return head[1]
 
     end_of_day = cal.boundary(x + 1) - 1
-    series_names = [s.name for s in specs]
-    for batch in iter(lambda: customers.fetchmany(10_000), []):
-        for cid, first_seen, last_activity, tier, tier_since, below_since, lifecycle in batch:
+    lo = 0
+    for batch in iter(lambda: customers.fetchmany(CHUNK), []):
+        daily = _daily(snap, sizes, lo, lo + len(batch))
+        for i, (cid, first_seen, last_activity, tier, tier_since, below_since, lifecycle) in enumerate(batch):
             rec = CustomerRecord(
                 customer_id=cid,
                 first_day=first_seen,
@@ -544,20 +558,8 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
             )
             inactive = x - (last_activity if last_activity is not None else first_seen)
             rec.dormant_fired = inactive >= rules.dormant_after_days
-            values = {name: [0] * sizes[name] for name in series_names}
-            _balances(rec, take("balances", cid), values, sizes, rates, cal, horizon)
-            for _, day, count, debit, credit, spend, outflow in take("activity", cid):
-                for name, v in (
-                    ("txn_count", count),
-                    ("debit", int(debit)),
-                    ("credit", int(credit)),
-                    ("spend", int(spend)),
-                    ("external_outflow", int(outflow)),
-                ):
-                    size = sizes.get(name)
-                    if size is not None and day > x - size:
-                        values[name][size - 1 - (x - day)] += v
-            rec.series = values
+            rec.series = {name: values[i].tolist() for name, values in daily.items()}
+            _observations(rec, take("balances", cid), cal)
             for _, name, value, kind, ts in take("attributes", cid):
                 rec.attrs[name] = (parse_instant(ts), SNAPSHOT_EVENT_ID, attribute_value(kind, value))
             for _, kind, key, day in take("cooldowns", cid):
@@ -571,42 +573,76 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
                 since = last_activity if last_activity is not None else first_seen - 1
                 rec.churn_risk = any(day > since for day in rec.warnings.values())
             yield rec
+        lo += len(batch)
 
 
-def _balances(
-    rec: CustomerRecord,
-    rows: list[tuple[Any, ...]],
-    values: dict[str, list[int]],
-    sizes: dict[str, int],
-    rates: dict[str, tuple[int, int]],
-    cal: Calendar,
-    horizon: int,
-) -> None:
-    """Closing balances (sorted by account, day) into per-day AUM/loan and the accounts'
-    observations inside the lateness horizon (plus the last before it)."""
-    x = rec.day
-    by_account: dict[str, list[tuple[int, int, bool, int]]] = {}
-    for _, account, product, day, fen_text, currency, observed_at in rows:
-        num, den = rates[currency]
-        fen = convert(int(fen_text), num, den)
+#: customers whose day series are built at once (dense arrays of CHUNK x ring days)
+CHUNK = 10_000
+
+
+def _daily(snap: WarehouseSnapshot, sizes: dict[str, int], lo: int, hi: int) -> dict[str, Any]:
+    """Per-day series of customers lo..hi-1 (by id order) as int64 arrays (customers x days,
+    oldest first, ending on X): balances carried forward from each row to the account's
+    next row, as +fen/-fen steps summed along the days; activity placed on its day."""
+    import numpy as np
+
+    x, con, n = snap.as_of, snap.con, hi - lo
+    out = {name: np.zeros((n, size), dtype=np.int64) for name, size in sizes.items()}
+    for name, liability in (("aum", False), ("loan", True)):
+        if name not in sizes:
+            continue
+        first = x - sizes[name] + 1
+        steps = con.execute(
+            f"""
+            WITH r AS (
+              SELECT idx, fen, greatest(day, {first}) AS start, coalesce(next_day - 1, {x}) AS stop
+              FROM bal WHERE idx >= {lo} AND idx < {hi} AND liability = {str(liability).lower()} AND fen <> 0
+            )
+            SELECT idx - {lo} AS row, start - {first} AS col, fen FROM r WHERE stop >= {first}
+            UNION ALL
+            SELECT idx - {lo}, stop + 1 - {first}, -fen FROM r WHERE stop >= {first} AND stop < {x}
+            """
+        ).fetchnumpy()
+        delta = out[name]
+        np.add.at(
+            delta,
+            (steps["row"].astype(np.int64), steps["col"].astype(np.int64)),
+            steps["fen"].astype(np.int64),
+        )
+        np.cumsum(delta, axis=1, out=delta)
+    columns = [c for c in ("txn_count", "debit", "credit", "spend", "external_outflow") if c in sizes]
+    if columns:
+        longest = max(sizes[c] for c in columns)
+        money: dict[str, str] = {
+            c: f"CAST(CAST({c} AS DECIMAL(38, 2)) * 100 AS BIGINT) AS {c}"
+            for c in columns
+            if c != "txn_count"
+        }
+        select = ", ".join(money.get(c, "CAST(txn_count AS BIGINT) AS txn_count") for c in columns)
+        rows = con.execute(
+            f"""
+            SELECT c.idx - {lo} AS row, CAST(CAST(a.business_date AS DATE) - DATE '1970-01-01' AS INTEGER) AS day,
+                   {select}
+            FROM raw_activity a JOIN cust c USING (customer_id)
+            WHERE c.idx >= {lo} AND c.idx < {hi} AND CAST(a.business_date AS DATE) > DATE '{Calendar.day_text(x)}' - {longest}
+            """
+        ).fetchnumpy()
+        row, day = rows["row"].astype(np.int64), rows["day"].astype(np.int64)
+        for c in columns:
+            col = day - (x - sizes[c] + 1)
+            keep = col >= 0
+            out[c][row[keep], col[keep]] = rows[c].astype(np.int64)[keep]
+    return out
+
+
+def _observations(rec: CustomerRecord, rows: list[tuple[Any, ...]], cal: Calendar) -> None:
+    """The accounts' closing balances inside the lateness horizon (and the last before it),
+    standing as their latest observations (at `observed_at`, else the end of the day)."""
+    for _, account, product, day, fen, observed_at in rows:
         ts = parse_instant(observed_at) if observed_at else cal.boundary(day + 1) - 1
-        by_account.setdefault(account, []).append((day, fen, product in LIABILITY_PRODUCTS, ts))
-    for account, obs in by_account.items():
-        for i, (day, fen, liability, _) in enumerate(obs):
-            until = obs[i + 1][0] - 1 if i + 1 < len(obs) else x
-            series = values.get("loan" if liability else "aum")
-            if series is None or fen == 0:
-                continue
-            size = sizes["loan" if liability else "aum"]
-            for d in range(max(day, x - size + 1), until + 1):
-                series[size - 1 - (x - d)] += fen
-        kept = [o for o in obs if o[0] >= horizon]
-        before = [o for o in obs if o[0] < horizon]
-        if before:
-            kept.insert(0, before[-1])
-        rec.accounts[account] = [
-            [day, ts, SNAPSHOT_EVENT_ID, fen, liability] for day, fen, liability, ts in kept
-        ]
+        rec.accounts.setdefault(account, []).append(
+            [day, ts, SNAPSHOT_EVENT_ID, int(fen), product in LIABILITY_PRODUCTS]
+        )
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyConnection:

@@ -83,7 +83,8 @@ def write_lines(path: Path, lines: Lines) -> Path:
 
 
 def run_until_caught_up(settings: Settings, tmp_path: Path, name: str, sent: int) -> list[dict[str, Any]]:
-    worker = WorkerProcess(settings, RULES, tmp_path / f"{name}.log")
+    # INFO: a failure shows the table recovery in the log's tail
+    worker = WorkerProcess(settings.model_copy(update={"loglevel": "INFO"}), RULES, tmp_path / f"{name}.log")
     try:
         worker.wait_for(lambda: worker.consumed() >= sent, 180, f"{sent} records consumed")
         worker.wait_for(lambda: worker.lag() == 0, 60, "lag 0")
