@@ -851,6 +851,7 @@ def export(
     )
     loaded = _rules(settings.rules)
     _check_new_dir(out, "--out")
+    _quiet_aiokafka()
     try:
         manifest = export_deployment(settings, loaded, out, fmt)
     except (KafkaIOError, KafkaError, OSError) as exc:
