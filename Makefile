@@ -8,15 +8,17 @@ BIN := $(VENV)/bin
 # every target below does when the set of sources changed.
 SOURCES_LIST := $(VENV)/.sources
 
-.PHONY: install sync tools test unit integration lint schemas demo bench clean
+.PHONY: install sync tools test unit integration lint schemas demo stack bench clean
 
 install: $(VENV)/.installed sync
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing tierstream and its tools into $(VENV)/ (log: $(VENV)/install.log)"
-	@$(BIN)/python -m pip install -q --upgrade pip "setuptools>=68" wheel > $(VENV)/install.log 2>&1 \
-	  && $(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=strict >> $(VENV)/install.log 2>&1 \
+	@echo "installing tierstream and its tools into $(VENV)/ (1-2 minutes, ~600 MB; log: $(VENV)/install.log)"
+	@set -o pipefail; $(BIN)/python -m pip install -q --upgrade pip "setuptools>=68" wheel > $(VENV)/install.log 2>&1 \
+	  && $(BIN)/python -m pip install --progress-bar off -e '.[dev]' --config-settings editable_mode=strict 2>&1 \
+	     | tee -a $(VENV)/install.log | while IFS= read -r line; do case "$$line" in \
+	         Collecting*|Installing\ collected*|Successfully\ installed*) echo "  $${line:0:100}";; esac; done \
 	  || { tail -30 $(VENV)/install.log; exit 1; }
 	@find streams schemas -type f \( -name "*.py" -o -name "*.yaml" -o -name "*.json" -o -name py.typed \) | sort > $(SOURCES_LIST)
 	@touch $@
@@ -75,10 +77,15 @@ schemas: install
 	$(BIN)/python -m tierstream.schemas.export
 
 demo: install
-	$(BIN)/python -m tierstream.demo
+	$(BIN)/python -m tierstream.demo $(ARGS)
 
+# A broker and redis-server for replay/capture/run outside the demo, until Ctrl-C.
+stack: install
+	$(BIN)/python -m tierstream.devstack $(ARGS)
+
+# make bench ARGS=--quick: a 2-minute smoke run; ARGS=--skip-worker: the engine only.
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf build .mypy_cache .pytest_cache .ruff_cache

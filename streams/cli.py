@@ -37,6 +37,24 @@ app.add_typer(dlq_app, name="dlq")
 err = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .clihelp import version
+
+        print(f"tierstream {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Real-time customer tiering for retail banks (月日均 ladders) on Kafka."""
+
+
 class UserError(Exception):
     """A mistake in arguments or files: printed as one line, exit status 2."""
 
@@ -71,13 +89,42 @@ def _open_in(path: Path) -> IO[bytes]:
         fail(f"{path}: cannot read the event file ({exc.strerror}); check the path")
 
 
+def _event_file_or_fail(problem: tuple[str, str] | None) -> None:
+    """A compressed or binary file is refused before the run; an empty one is a warning."""
+    if problem is None:
+        return
+    kind, message = problem
+    if kind == "error":
+        fail(message)
+    print(f"tierstream: warning: {message}", file=sys.stderr)
+
+
+def _warn_if_not_events(path: Path, summary: dict[str, Any]) -> None:
+    from .eventfile import not_events_warning
+
+    warning = not_events_warning(path, summary)
+    if warning:
+        print(f"tierstream: warning: {warning}", file=sys.stderr)
+
+
 def _open_out(path: Path | None, stack: ExitStack) -> TextIO:
-    if path is None or str(path) == "-":
-        return sys.stdout
+    """The output file, written beside the target and renamed over it at the end (safeio)."""
+    from .safeio import atomic_text
+
     try:
-        return stack.enter_context(path.open("w", encoding="utf-8"))
+        return stack.enter_context(atomic_text(path))
     except OSError as exc:
         fail(f"{path}: cannot write ({exc.strerror}); check the directory exists")
+
+
+def _check_outputs(outputs: Iterable[Any], inputs: Iterable[Path] = ()) -> None:
+    """Every output path checked before the run starts (safeio.check_outputs)."""
+    from .safeio import OutputRefused, check_outputs
+
+    try:
+        check_outputs(outputs, inputs)
+    except OutputRefused as exc:
+        fail(str(exc))
 
 
 RulesOpt = Annotated[str, typer.Option("--rules", help="A rules file or a preset: cmb, psbc, ccb, spdb.")]
@@ -115,7 +162,10 @@ def simulate(
     """Run the engine over an event file, with no broker; outputs as an event file."""
     from .engine.evaluate import Output
     from .engine.partition import PartitionEngine
-    from .simulate import output_line, read_lines
+    from .eventfile import check_event_file, progress_lines
+    from .safeio import Output as Out
+    from .safeio import atomic_path
+    from .simulate import max_line_bytes, output_line, read_lines
     from .simulate import simulate as run
     from .simulate import stats as summarize
 
@@ -124,26 +174,31 @@ def simulate(
     engine = PartitionEngine(loaded, now=(lambda: now_us) if now_us is not None else None, wall=wall_clock_us)
     if as_of is not None and snapshot is None:
         fail("--as-of goes with --snapshot DIR (the warehouse snapshot it dates)")
+    inputs = [events] if snapshot is None else [events, snapshot]
+    _check_outputs(
+        [Out("--out", out), Out("--stats", stats_file), Out("--export", export_dir, kind="dir")], inputs
+    )
     if export_dir is not None:
         _check_new_dir(export_dir, "--export")
     if snapshot is not None:
         _start_from(engine, loaded, snapshot, as_of)
     with ExitStack() as stack:
         source = stack.enter_context(_open_in(events))
+        _event_file_or_fail(check_event_file(source, events))
+        stats_tmp = stack.enter_context(atomic_path(stats_file)) if stats_file is not None else None
         sink = _open_out(out, stack)
 
         def emit(output: Output) -> None:
             sink.write(output_line(output))
 
-        engine = run(loaded, read_lines(source), emit, until=until_us, wall=wall_clock_us, engine=engine)
-    if export_dir is not None:
-        _export_engine(engine, loaded, export_dir)
-    summary = summarize(engine)
-    if stats_file is not None:
-        try:
-            stats_file.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
-        except OSError as exc:
-            fail(f"{stats_file}: cannot write ({exc.strerror})")
+        lines = progress_lines(read_lines(source, max_line_bytes(loaded)), source, "simulate")
+        engine = run(loaded, lines, emit, until=until_us, wall=wall_clock_us, engine=engine)
+        if export_dir is not None:
+            _export_engine(engine, loaded, export_dir)
+        summary = summarize(engine)
+        if stats_tmp is not None:
+            stats_tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    _warn_if_not_events(events, summary)
     _print_summary(loaded, summary)
 
 
@@ -237,6 +292,9 @@ def generate(
             first = date.fromisoformat(start)
         except ValueError:
             fail(f"--start: {start!r} is not a date like 2026-01-01")
+    from .safeio import Output as Out
+
+    _check_outputs([Out("--out", out)])
     with ExitStack() as stack:
         sink = _open_out(out, stack)
         n = write_events(generate_events(customers, days, seed, first, noise, late, usd=noise), sink)
@@ -277,7 +335,11 @@ def snapshot(
         fail(f"--tail {tail}: exists; give a new file (nothing is overwritten)")
     with ExitStack() as stack:
         source = stack.enter_context(_open_in(events))
-        tail_file = stack.enter_context(tail.open("wb")) if tail is not None else None
+        tail_file = None
+        if tail is not None:  # written beside, renamed at the end (safeio): never left half-written
+            from .safeio import atomic_path
+
+            tail_file = stack.enter_context(stack.enter_context(atomic_path(tail)).open("wb"))
         summary = write_snapshot(
             loaded, read_lines(source), until_us, out, fmt=fmt, minimal=minimal, tail=tail_file
         )
@@ -371,8 +433,10 @@ def capture(
 ) -> None:
     """Read the output topics from the beginning into an event file."""
     from .kafkaio import capture as read_outputs
+    from .safeio import Output as Out
 
     settings = _broker_settings(broker)
+    _check_outputs([Out("--out", out)])
     with ExitStack() as stack:
         sink = _open_out(out, stack)
         _broker_call(settings, read_outputs(settings, sink, idle_seconds))
@@ -491,16 +555,19 @@ def explain(
 ) -> None:
     """Why a customer is in a tier: balances, metrics, every condition, cooldowns, outputs."""
     from .engine.timeutil import Calendar
+    from .eventfile import check_event_file, progress_lines
     from .explain import explain as build
     from .explain import replay_until
-    from .simulate import read_lines
+    from .simulate import max_line_bytes, read_lines
 
     loaded = _rules(rules)
     at_us = _instant(at, "--at")
     with _open_in(events) as source:
-        engine, outputs = replay_until(loaded, read_lines(source), at_us, customer)
+        _event_file_or_fail(check_event_file(source, events))
+        lines = progress_lines(read_lines(source, max_line_bytes(loaded)), source, "explain")
+        engine, outputs = replay_until(loaded, lines, at_us, customer)
     try:
-        doc = build(engine, customer, outputs)
+        doc = build(engine, customer, outputs, at_us)
     except KeyError:
         fail(f"{events}: no applied event for customer {customer!r}" + (f" up to {at}" if at else ""))
     if as_json:
@@ -513,7 +580,8 @@ def _print_explanation(doc: dict[str, Any], _: Any) -> None:
     out = Console()
     out.print(
         f"[bold]{doc['customer_id']}[/] — {doc['tier_label']} [bold]{doc['tier']}[/] since {doc['since']}"
-        f"  (as of {doc['as_of']}, {doc['rules']}; first seen {doc['first_seen']})"
+        f"  (as of {doc['as_of']}, {doc['rules']}; first seen {doc['first_seen']})",
+        soft_wrap=True,
     )
     if doc["pending_downgrade"]:
         p = doc["pending_downgrade"]
@@ -585,22 +653,36 @@ def whatif(
     ] = None,
 ) -> None:
     """Two ladders over the same history: who moves, tier by tier."""
-    from .simulate import read_lines
-    from .whatif import plot, run_whatif, write_csv
+    from .eventfile import check_event_file, progress_lines
+    from .safeio import Output as Out
+    from .simulate import max_line_bytes, read_lines
+    from .whatif import PLOT_SUFFIXES, plot, run_whatif, write_csv
 
     if len(rules) != 2:
         fail("--rules: give exactly two, e.g. --rules cmb --rules candidate.yaml")
     rules_a, rules_b = _rules(rules[0]), _rules(rules[1])
+    at_us = _instant(at, "--at")
+    _check_outputs(
+        [Out("--csv", csv_dir, kind="dir"), Out("--plot", plot_file, suffixes=PLOT_SUFFIXES)], [events]
+    )
     with _open_in(events) as source:
-        result = run_whatif(rules_a, rules_b, read_lines(source), _instant(at, "--at"), monthly)
+        _event_file_or_fail(check_event_file(source, events))
+        lines = progress_lines(read_lines(source, max_line_bytes(rules_a)), source, "whatif")
+        result = run_whatif(rules_a, rules_b, lines, at_us, monthly)
+    if not result.final.a:
+        fail(
+            f"{events}: no applied event"
+            + (f" at or before --at {at}" if at else "")
+            + "; nothing to compare"
+            + (" (give a later --at)" if at else "")
+        )
     out = Console()
+    out.print(
+        f"A: {rules_a.scheme} {rules_a.version}; B: {rules_b.scheme} {rules_b.version}", highlight=False
+    )
     snaps = [*result.monthly, result.final] if monthly else [result.final]
     for snap in snaps:
-        table = Table(
-            title=f"A → B as of {snap.label}  (A: {rules_a.scheme} {rules_a.version}; "
-            f"B: {rules_b.scheme} {rules_b.version})",
-            title_justify="left",
-        )
+        table = Table(title=f"A → B as of {snap.label}", title_justify="left")
         table.add_column("A \\ B")
         for tb in rules_b.tier_ids:
             table.add_column(tb, justify="right")
@@ -621,9 +703,12 @@ def whatif(
             f"{dist['B'].get(ta, 0):,}" if ta in rules_b.tier_ids else "—",
         )
     out.print(moves)
+    cells = result.cell_counts()
     for (ta, tb), ids in sorted(result.samples().items()):
         if ta != tb:
-            out.print(f"  {ta} → {tb}: {', '.join(ids)}")
+            more = cells[ta, tb] - len(ids)
+            tail = f" (+{more:,} more" + ("; all in customers.csv)" if csv_dir else "; --csv DIR lists all)")
+            out.print(f"  {ta} → {tb}: {', '.join(ids)}" + (tail if more > 0 else ""), highlight=False)
     if csv_dir is not None:
         for path in write_csv(result, csv_dir):
             err.print(f"wrote {path}", highlight=False)
@@ -779,6 +864,7 @@ def export(
     )
     loaded = _rules(settings.rules)
     _check_new_dir(out, "--out")
+    _quiet_aiokafka()
     try:
         manifest = export_deployment(settings, loaded, out, fmt)
     except (KafkaIOError, KafkaError, OSError) as exc:
@@ -908,8 +994,12 @@ def dlq_replay(
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .clihelp import build, is_no_args_help
+
     try:
-        app(args=argv, standalone_mode=False)
+        code = build(app)(args=argv, prog_name="tierstream", standalone_mode=False)
+        if code == 130:  # typer's answer to Ctrl-C (KeyboardInterrupt) when not standalone
+            raise SystemExit(130)
     except UserError as exc:
         print(f"tierstream: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -919,6 +1009,10 @@ def main(argv: list[str] | None = None) -> None:
         print("tierstream: aborted", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as exc:
+        if is_no_args_help(exc):  # `tierstream rules`: the help, not an error line
+            ctx = getattr(exc, "ctx", None)
+            print(ctx.get_help() if ctx is not None else exc, file=sys.stderr)
+            raise SystemExit(2) from None
         # Usage errors (missing or bad options) from typer's click carry a one-line message.
         format_message = getattr(exc, "format_message", None)
         if callable(format_message) and isinstance(getattr(exc, "exit_code", None), int):

@@ -58,8 +58,11 @@ def sparkline(values: list[int]) -> str:
     return "".join(_BARS[(v - low) * (len(_BARS) - 1) // (high - low)] for v in values)
 
 
-def explain(engine: PartitionEngine, customer_id: str, outputs: list[Output]) -> dict[str, Any]:
-    """The explanation document (what `--json` prints)."""
+def explain(
+    engine: PartitionEngine, customer_id: str, outputs: list[Output], at: int | None = None
+) -> dict[str, Any]:
+    """The explanation document (what `--json` prints); `as_of` is `at` when given (the
+    state was replayed up to it), else the customer's last event."""
     c: Customer | None = engine.customers.get(customer_id)
     if c is None:
         raise KeyError(customer_id)
@@ -147,7 +150,7 @@ def explain(engine: PartitionEngine, customer_id: str, outputs: list[Output]) ->
     return {
         "customer_id": customer_id,
         "rules": f"{rules.scheme} {rules.version}",
-        "as_of": cal.isoformat(c.last_instant),
+        "as_of": cal.isoformat(at if at is not None else c.last_instant),
         "business_day": cal.day_text(day),
         "first_seen": cal.day_text(c.first_day),
         "tier": tiers[c.tier],

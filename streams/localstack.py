@@ -77,6 +77,7 @@ class Proc:
         log_path: Path,
         ready: Callable[[int], bool],
         cwd: Path,
+        new_session: bool = False,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -85,6 +86,8 @@ class Proc:
         self.log_path = log_path
         self._ready = ready
         self._cwd = cwd
+        # In its own session, the terminal's Ctrl-C does not reach it: its owner stops it, in order.
+        self._new_session = new_session
         self._popen: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self.started_in: float = 0.0  # seconds from spawn to ready, of the last start
@@ -110,7 +113,12 @@ class Proc:
         self._log.flush()
         began = time.monotonic()
         self._popen = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, cwd=self._cwd
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self._cwd,
+            start_new_session=self._new_session,
         )
         deadline = began + timeout
         while True:
@@ -244,7 +252,9 @@ def redis_binary() -> str:
 
 
 # --- servers ----------------------------------------------------------------------------------
-def start_broker(workdir: Path, port: int | None = None, timeout: float = START_TIMEOUT) -> Proc:
+def start_broker(
+    workdir: Path, port: int | None = None, timeout: float = START_TIMEOUT, new_session: bool = False
+) -> Proc:
     """A memory-only Tansu broker on 127.0.0.1, ready when its port accepts connections."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -260,12 +270,21 @@ def start_broker(workdir: Path, port: int | None = None, timeout: float = START_
         "memory://tansu/",
     ]
     proc = Proc(
-        "broker", argv, port, f"kafka://{HOST}:{port}", workdir / f"broker-{port}.log", _accepts, workdir
+        "broker",
+        argv,
+        port,
+        f"kafka://{HOST}:{port}",
+        workdir / f"broker-{port}.log",
+        _accepts,
+        workdir,
+        new_session,
     )
     return proc.start(timeout)
 
 
-def start_redis(workdir: Path, port: int | None = None, timeout: float = START_TIMEOUT) -> Proc:
+def start_redis(
+    workdir: Path, port: int | None = None, timeout: float = START_TIMEOUT, new_session: bool = False
+) -> Proc:
     """A throwaway redis-server (no persistence) on 127.0.0.1, ready when it answers PING."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -285,7 +304,14 @@ def start_redis(workdir: Path, port: int | None = None, timeout: float = START_T
         str(data),
     ]
     proc = Proc(
-        "redis-server", argv, port, f"redis://{HOST}:{port}/0", workdir / f"redis-{port}.log", _pongs, workdir
+        "redis-server",
+        argv,
+        port,
+        f"redis://{HOST}:{port}/0",
+        workdir / f"redis-{port}.log",
+        _pongs,
+        workdir,
+        new_session,
     )
     return proc.start(timeout)
 

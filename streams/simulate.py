@@ -3,27 +3,59 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from . import eventfile
 from .engine import decode as d
 from .engine.evaluate import Output, lifecycle, quadrant
 from .engine.jsonio import NotJson, dumps_compact, loads
 from .engine.partition import PartitionEngine
 from .engine.rules import Rules
+from .eventfile import DEFAULT_MAX_LINE, OverlongLine
 
 
-def read_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    """(0-based line number, line without its newline), blank lines skipped."""
-    for number, raw in enumerate(stream):
-        line = raw.rstrip(b"\r\n")
-        if line.strip():
-            yield number, line
+def read_lines(stream: IO[bytes], max_line: int = DEFAULT_MAX_LINE) -> Iterator[tuple[int, bytes]]:
+    """(0-based line number, line without its newline), blank lines skipped; lines over
+    `max_line` bytes come out as eventfile.OverlongLine (never held whole)."""
+    return eventfile.read_lines(stream, max_line)
+
+
+def max_line_bytes(rules: Rules) -> int:
+    """A line longer than this cannot hold a record within max_record_bytes (a JSON string
+    escapes a byte into at most 6 characters, plus the envelope)."""
+    return max(DEFAULT_MAX_LINE, 6 * rules.max_record_bytes + 4096)
+
+
+_TOPIC_FIELD = re.compile(rb'"topic"\s*:\s*"([a-z.-]+)"')
+
+
+def _overlong(engine: PartitionEngine, number: int, line: OverlongLine) -> list[Output]:
+    """An event-file line too long to read whole: oversize, from its first bytes."""
+    found = _TOPIC_FIELD.search(line[:4096])
+    topic = (
+        found.group(1).decode("ascii") if found and found.group(1).decode("ascii") in d.INPUT_TOPICS else None
+    )
+    head = bytes(line[:4096]).decode("utf-8", "replace")
+    return [
+        engine.dead_letter(
+            topic,
+            0,
+            number,
+            d.guess_key(head),
+            bytes(line),
+            d.OVERSIZE,
+            f"line of {line.size:,} bytes exceeds max_record_bytes {engine.rules.max_record_bytes}",
+        )
+    ]
 
 
 def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]:
     """One event-file line through the engine, exactly as the broker record it names."""
+    if isinstance(line, OverlongLine):
+        return _overlong(engine, number, line)
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -13,9 +13,12 @@ from datetime import date
 from typing import Any
 
 from .engine.jsonio import NotJson, loads
+from .engine.ledger import Customer
+from .engine.money import format_fen
 from .engine.partition import PartitionEngine
 from .engine.rules import Rules
 from .engine.timeutil import TimestampError, parse_instant
+from .safeio import atomic_path
 from .simulate import feed_line
 
 SAMPLES = 3
@@ -35,6 +38,8 @@ class WhatIf:
     final: Snapshot
     monthly: list[Snapshot] = field(default_factory=list)
     daily: list[tuple[str, Counter[str], Counter[str]]] = field(default_factory=list)
+    #: customer -> metric values (both ladders' metrics) and each ladder's gap to its next tier
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def matrix(self, snap: Snapshot | None = None) -> dict[str, dict[str, int]]:
         snap = snap or self.final
@@ -44,6 +49,9 @@ class WhatIf:
         for cid, tier_a in snap.a.items():
             m[tier_a][snap.b[cid]] += 1
         return m
+
+    def cell_counts(self) -> Counter[tuple[str, str]]:
+        return Counter((self.final.a[cid], self.final.b[cid]) for cid in self.final.a)
 
     def samples(self) -> dict[tuple[str, str], list[str]]:
         cells: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -126,10 +134,37 @@ def run_whatif(
             )
             if month_ends or (nxt is not None and cal.day_text(nxt)[:7] != cal.day_text(d)[:7]):
                 monthly_snaps.append(Snapshot(cal.day_text(d), days_a[d], days_b[d]))
-    return WhatIf(rules_a, rules_b, final, monthly_snaps, daily)
+    return WhatIf(rules_a, rules_b, final, monthly_snaps, daily, _figures(a, b))
+
+
+def _next_gap(engine: PartitionEngine, c: Customer) -> tuple[str, str]:
+    """(next tier, gap to it on its opportunity metric) under this engine's ladder, or ("", "")."""
+    ev, tiers = engine.evaluator, engine.rules.tier_ids
+    if c.tier + 1 >= len(tiers) or ev.opportunity[c.tier + 1] is None:
+        return "", ""
+    cond, _ = ev.opportunity[c.tier + 1]  # type: ignore[misc]
+    value = ev.getters[cond.metric.name](c)
+    return tiers[c.tier + 1], format_fen(max(0, cond.literal - (value or 0)))
+
+
+def _figures(a: PartitionEngine, b: PartitionEngine) -> dict[str, dict[str, Any]]:
+    """customers.csv's columns beyond the tiers: every metric either ladder names (as
+    the output events write them), and each ladder's next tier and gap."""
+    names_a = [m.name for m in a.rules.output_metrics()]
+    names_b = [m.name for m in b.rules.output_metrics() if m.name not in names_a]
+    out: dict[str, dict[str, Any]] = {}
+    for cid, ca in a.customers.items():
+        cb = b.customers.get(cid)
+        row = a.evaluator.render_metrics(ca, names_a)
+        row.update(b.evaluator.render_metrics(cb, names_b) if cb else dict.fromkeys(names_b))
+        row["next_tier_a"], row["gap_a"] = _next_gap(a, ca)
+        row["next_tier_b"], row["gap_b"] = _next_gap(b, cb) if cb else ("", "")
+        out[cid] = row
+    return out
 
 
 def write_csv(result: WhatIf, folder: Any) -> list[str]:
+    """migration.csv, distribution.csv, customers.csv in `folder`, each written whole or not at all."""
     import csv
     from pathlib import Path
 
@@ -137,7 +172,7 @@ def write_csv(result: WhatIf, folder: Any) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     snaps = [*result.monthly, result.final]
-    with (out / "migration.csv").open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(out / "migration.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["as_of", "tier_a", "tier_b", "customers"])
         for snap in snaps:
@@ -145,7 +180,7 @@ def write_csv(result: WhatIf, folder: Any) -> list[str]:
                 for tb, n in row.items():
                     w.writerow([snap.label, ta, tb, n])
     written.append(str(out / "migration.csv"))
-    with (out / "distribution.csv").open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(out / "distribution.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["day", "ladder", "tier", "customers"])
         for day, ca, cb in result.daily:
@@ -153,35 +188,60 @@ def write_csv(result: WhatIf, folder: Any) -> list[str]:
                 for tier in rules.tier_ids:
                     w.writerow([day, ladder, tier, counts.get(tier, 0)])
     written.append(str(out / "distribution.csv"))
-    with (out / "customers.csv").open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(out / "customers.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["customer_id", "tier_a", "tier_b"])
+        extra = list(next(iter(result.figures.values()), {}))
+        w.writerow(["customer_id", "tier_a", "tier_b", *extra])
         for cid in sorted(result.final.a):
-            w.writerow([cid, result.final.a[cid], result.final.b[cid]])
+            figures = result.figures.get(cid, {})
+            w.writerow([cid, result.final.a[cid], result.final.b[cid], *(figures.get(k) for k in extra)])
     written.append(str(out / "customers.csv"))
     return written
 
 
+#: File types `--plot` can write (matplotlib's Agg backend).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".eps", ".ps")
+
+
 def plot(result: WhatIf, path: Any) -> None:
+    """The tier distribution over time under A and under B, and B − A per tier: two
+    near-identical stacks hide a move of a few customers, the difference shows it."""
+    from pathlib import Path
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    target = Path(path)
     days = [date.fromisoformat(d) for d, _, _ in result.daily]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
     sides = (
         ("A", result.rules_a, [ca for _, ca, _ in result.daily]),
         ("B", result.rules_b, [cb for _, _, cb in result.daily]),
     )
-    for ax, (name, rules, counts) in zip(axes, sides, strict=True):
+    for ax, (name, rules, counts) in zip(axes[:2], sides, strict=True):
         stacks = [[c.get(t, 0) for c in counts] for t in rules.tier_ids]
-        ax.stackplot(days, stacks, labels=[f"{t.id}" for t in rules.tiers])
+        ax.stackplot(days, stacks, labels=list(rules.tier_ids))
         ax.set_title(f"{name}: {rules.scheme} {rules.version}")
-        ax.set_xlabel("business day")
-        ax.legend(loc="upper left", fontsize=8)
-        fig.autofmt_xdate()
-    axes[0].set_ylabel("customers")
+        ax.set_ylabel("customers")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
+    diff = axes[2]
+    tiers = list(dict.fromkeys([*result.rules_a.tier_ids, *result.rules_b.tier_ids]))
+    for tier in tiers:
+        delta = [cb.get(tier, 0) - ca.get(tier, 0) for _, ca, cb in result.daily]
+        if any(delta):
+            diff.plot(days, delta, label=tier)
+    diff.axhline(0, color="grey", linewidth=0.8)
+    diff.set_title("B − A: customers per tier")
+    diff.set_ylabel("customers (B minus A)")
+    if diff.get_legend_handles_labels()[0]:
+        diff.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
+    else:
+        diff.text(0.5, 0.5, "no difference", ha="center", va="center", transform=diff.transAxes)
+    for ax in axes:
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=110, format=target.suffix.lstrip(".").lower() or "png")
     plt.close(fig)

@@ -21,6 +21,23 @@ from .rules import Rules
 from .timeutil import US_PER_SECOND, Calendar
 
 FUTURE_TOLERANCE_US = 300 * US_PER_SECOND
+#: An oversize record's dead letter keeps only this much of its payload (docs/decisions.md).
+DLQ_PAYLOAD_BYTES = 4096
+
+
+def _utf8_prefix(payload: bytes, size: int) -> bytes:
+    """The first `size` bytes, shortened so a UTF-8 character is never cut in two."""
+    cut = payload[:size]
+    for back in range(4):
+        try:
+            (cut[: len(cut) - back] if back else cut).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.reason != "unexpected end of data":
+                return cut  # not UTF-8 anyway: kept as bytes (base64)
+            continue
+        return cut[: len(cut) - back] if back else cut
+    return cut
+
 
 APPLIED, DUPLICATE, DEAD_LETTER = "applied", "duplicate", "dead_letter"
 
@@ -153,6 +170,9 @@ class PartitionEngine:
         self.outcomes[DEAD_LETTER] += 1
         self.dead_letters[error] += 1
         self.outputs[DLQ] += 1
+        if error == d.OVERSIZE and len(payload) > DLQ_PAYLOAD_BYTES:
+            payload = _utf8_prefix(payload, DLQ_PAYLOAD_BYTES)
+            detail = f"{detail} (payload: its first {len(payload):,} bytes)"
         try:
             text, encoding = payload.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:

@@ -292,7 +292,7 @@ class _Loader:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
             line = exc.problem_mark.line + 1 if exc.problem_mark else None
-            raise RulesError(self.source, line, f"not valid YAML: {exc.problem}") from None
+            raise RulesError(self.source, line, f"not valid YAML: {exc.problem}; {_yaml_fix(exc)}") from None
         except yaml.YAMLError as exc:
             raise RulesError(self.source, None, f"not valid YAML: {exc}") from None
         if root is None:
@@ -325,6 +325,7 @@ class _Loader:
         kw["timezone"] = tz
         kw["home_bank"] = self.scalar(top["home_bank"][1], "home_bank") if "home_bank" in top else None
         tiers = self.tiers(top["tiers"][1])
+        _refuse_unreachable(self.source, tiers)
         kw["tiers"] = tiers
         ids = [t.id for t in tiers]
 
@@ -452,6 +453,82 @@ class _Loader:
         return tuple(tiers)
 
 
+def _yaml_fix(exc: yaml.MarkedYAMLError) -> str:
+    """The likely fix for a YAML syntax error (most are indentation)."""
+    problem = f"{exc.problem or ''} {exc.context or ''}"
+    mark = exc.problem_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "this line"
+    if "\\t" in problem or "tab" in problem:
+        return f"replace the tab at {where} with spaces"
+    if "quot" in problem or "scanning a quoted scalar" in problem:
+        return f"close the quote that opens before {where}"
+    return (
+        f"check the indentation at {where} against the lines above: keys of one mapping "
+        "start in the same column, list items ('- ') line up, and a nested block is indented "
+        "further than its key (spaces, not tabs)"
+    )
+
+
+def _implies(c: Condition, d: Condition) -> bool:
+    """Whenever `c` holds, `d` holds too (same metric; sufficient, not complete)."""
+    if c.metric.name != d.metric.name or isinstance(c.literal, (bool, str)) != isinstance(
+        d.literal, (bool, str)
+    ):
+        return False
+    x, y = c.literal, d.literal
+    if c.op == "==":
+        return bool(_OPS_TEXT[d.op](x, y))
+    if isinstance(x, (bool, str)):
+        return False
+    up = {">=", ">"}
+    down = {"<=", "<"}
+    if c.op in up and d.op in up:
+        return x > y or (x == y and (d.op == ">=" or c.op == ">"))
+    if c.op in down and d.op in down:
+        return x < y or (x == y and (d.op == "<=" or c.op == "<"))
+    return False
+
+
+_OPS_TEXT: dict[str, Any] = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def _refuse_unreachable(source: str, tiers: tuple[Tier, ...]) -> None:
+    """A tier whose every condition implies a condition of a higher tier can never be
+    reached (the ladder takes the highest tier that holds): refuse it, naming both."""
+    for index in range(1, len(tiers)):
+        tier = tiers[index]
+        covers: list[tuple[Condition, Tier, Condition]] = []
+        for cond in tier.any_of:
+            hit = next(
+                (
+                    (higher, other)
+                    for higher in tiers[index + 1 :]
+                    for other in higher.any_of
+                    if _implies(cond, other)
+                ),
+                None,
+            )
+            if hit is None:
+                break
+            covers.append((cond, *hit))
+        else:
+            cond, higher, other = covers[0]
+            raise RulesError(
+                source,
+                tier.line,
+                f"tier {tier.id} can never be reached: whenever '{cond.text}' holds, the higher tier "
+                f"{higher.id} ('{other.text}') holds too; order the ladder by rising thresholds "
+                f"(raise {higher.id}'s or lower {tier.id}'s)",
+            )
+
+
 def parse_rules(text: str, source: str = "<rules>") -> Rules:
     return _Loader(source).load(text)
 
@@ -462,6 +539,8 @@ def load_rules(spec: str) -> Rules:
         text = resources.files("tierstream.presets").joinpath(f"{spec}.yaml").read_text("utf-8")
         return parse_rules(text, f"preset {spec}")
     path = Path(spec)
+    if path.is_dir():
+        raise RulesError(spec, None, "is a folder, not a rules file; give the path of a .yaml file in it")
     if not path.is_file():
         raise RulesError(
             spec, None, f"no such rules file; give a path or a preset name ({', '.join(PRESETS)})"

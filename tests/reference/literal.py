@@ -900,6 +900,19 @@ class Simulation:
 
     def dead_letter(self, lineno: int, topic: Any, key: Any, payload: str, error: str, detail: str) -> None:
         raw, encoding = payload_bytes(payload)
+        if error == "oversize" and len(raw) > 4096:
+            # docs/decisions.md: an oversize record's dead letter keeps its first 4,096 bytes,
+            # fewer when that would cut a UTF-8 character in two.
+            cut = raw[:4096]
+            for size in (4096, 4095, 4094, 4093):
+                try:
+                    payload, encoding, raw = cut[:size].decode("utf-8"), "utf-8", cut[:size]
+                    break
+                except UnicodeDecodeError:
+                    continue
+            else:
+                payload, encoding, raw = "", "base64", cut
+            detail = f"{detail} (payload: its first {len(raw):,} bytes)"
         self.emit(
             DLQ_TOPIC,
             {

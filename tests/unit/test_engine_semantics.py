@@ -382,7 +382,16 @@ def test_oversize_is_checked_first_on_raw_bytes() -> None:
     big = '{"x":"' + "y" * 70000 + '"'  # not even JSON: still oversize
     outputs, _ = run(make_rules(), Book().raw("bank.balances", big).encoded())
     (dead,) = of_type(outputs, DLQ)
-    assert dead["error"] == "oversize" and dead["payload"] == big
+    assert dead["error"] == "oversize" and dead["payload"] == big[:4096]
+    assert dead["detail"].endswith("(payload: its first 4,096 bytes)")
+
+
+def test_an_oversize_dead_letter_never_cuts_a_character_in_two() -> None:
+    big = '{"x":"' + "金" * 30000 + '"}'  # 3-byte characters: 4,096 is not a boundary
+    outputs, _ = run(make_rules(), Book().raw("bank.balances", big).encoded())
+    (dead,) = of_type(outputs, DLQ)
+    assert dead["payload_encoding"] == "utf-8" and big.startswith(dead["payload"])
+    assert 4093 < len(dead["payload"].encode("utf-8")) <= 4096
 
 
 def test_future_timestamp_only_against_now() -> None:

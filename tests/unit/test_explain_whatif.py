@@ -154,3 +154,72 @@ def test_explain_a_generated_customer_upgraded_then_downgraded_after_grace() -> 
     )
     assert day_before["tier"] == down["from_tier"]
     assert day_before["pending_downgrade"]["downgrade_on"] == down["effective_at"][:10]
+
+
+def test_explain_at_midday_is_as_of_that_instant() -> None:
+    rules = load_rules(str(EXAMPLES / "lifecycle.rules.yaml"))
+    with (EXAMPLES / "lifecycle.events.jsonl").open("rb") as f:
+        at = parse_instant("2026-02-20T12:00:00+08:00")
+        engine, outputs = replay_until(rules, read_lines(f), at, "A")
+    assert explain(engine, "A", outputs, at)["as_of"] == "2026-02-20T12:00:00+08:00"
+
+
+def test_whatif_customers_csv_has_the_metrics_and_each_ladders_gap(tmp_path: Path) -> None:
+    book = Book()
+    for i, amount in enumerate(["45000.00", "55000.00"]):
+        book.balance("2026-01-01T10:00:00+08:00", amount, customer=f"K{i}", account=f"K{i}-1")
+    book.balance("2026-03-01T10:00:00+08:00", "1.00", customer="Z", account="Z1")
+    result = run_whatif(parse_rules(BASE), parse_rules(RAISED), list(enumerate(book.encoded())))
+    write_csv(result, tmp_path)
+    rows = (tmp_path / "customers.csv").read_text().splitlines()
+    assert rows[0] == "customer_id,tier_a,tier_b,aum,avg_aum_30d,next_tier_a,gap_a,next_tier_b,gap_b"
+    assert rows[2] == "K1,gold,standard,55000.00,55000.00,sunflower,445000.00,gold,5000.00"
+
+
+def test_whatif_names_how_many_more_moved_than_it_lists(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    book = Book()
+    for i in range(5):
+        book.balance("2026-01-01T10:00:00+08:00", "55000.00", customer=f"K{i}", account=f"K{i}-1")
+    book.balance("2026-03-01T10:00:00+08:00", "1.00", customer="Z", account="Z1")
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(book.encoded()) + b"\n")
+    (tmp_path / "a.yaml").write_text(BASE)
+    (tmp_path / "b.yaml").write_text(RAISED)
+    args = [
+        "whatif",
+        "--events",
+        str(events),
+        "--rules",
+        str(tmp_path / "a.yaml"),
+        "--rules",
+        str(tmp_path / "b.yaml"),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "tierstream.cli", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "gold → standard: K0, K1, K2 (+2 more; --csv DIR lists all)" in result.stdout
+
+
+def test_whatif_before_any_event_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    args = [
+        "whatif",
+        "--events",
+        str(EXAMPLES / "lifecycle.events.jsonl"),
+        "--rules",
+        "cmb",
+        "--rules",
+        "cmb",
+        "--at",
+        "2020-01-01T00:00:00+08:00",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "tierstream.cli", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "no applied event at or before --at" in result.stderr

@@ -220,3 +220,40 @@ def test_output_metrics_in_order_of_first_appearance() -> None:
     )
     assert [m.name for m in rules.output_metrics()] == ["aum", "spend_365d", "avg_aum_30d", "attr.x"]
     assert [m.name for m in rules.churn_metrics()][-2:] == ["inactive_days", "external_outflow_7d"]
+
+
+def test_a_tier_below_a_lower_threshold_is_unreachable() -> None:
+    body = (
+        'scheme: s\nversion: "1"\ntiers:\n  - {id: base}\n'
+        '  - {id: sunflower, any_of: ["avg_aum_30d >= 500000"]}\n'
+        '  - {id: diamond, any_of: ["avg_aum_30d >= 400000"]}\n'
+    )
+    with pytest.raises(RulesError, match=r"f\.yaml:5: tier sunflower can never be reached") as info:
+        parse_rules(body, "f.yaml")
+    assert "higher tier diamond ('avg_aum_30d >= 400000')" in str(info.value)
+
+
+def test_a_tier_with_another_way_in_is_reachable() -> None:
+    body = (
+        'scheme: s\nversion: "1"\ntiers:\n  - {id: base}\n'
+        '  - {id: gold, any_of: ["avg_aum_30d >= 500000", "attr.vip == true"]}\n'
+        '  - {id: diamond, any_of: ["avg_aum_30d >= 400000"]}\n'
+    )
+    assert [t.id for t in parse_rules(body, "f.yaml").tiers] == ["base", "gold", "diamond"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fix"),
+    [
+        ('scheme: s\nversion: "1"\ntiers:\n  - id: a\n   label: b\n', "check the indentation at line 5"),
+        ('scheme: s\nversion: "1"\ntiers:\n\t- id: a\n', "replace the tab at line 4"),
+    ],
+)
+def test_yaml_errors_say_how_to_fix_them(body: str, fix: str) -> None:
+    with pytest.raises(RulesError, match=fix):
+        parse_rules(body, "f.yaml")
+
+
+def test_a_folder_is_not_a_rules_file(tmp_path: object) -> None:
+    with pytest.raises(RulesError, match="is a folder, not a rules file"):
+        load_rules(str(tmp_path))
