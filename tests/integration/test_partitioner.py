@@ -72,15 +72,23 @@ def _produce_bank(settings: Settings, customers: int, partitioner: str) -> int:
     return sent
 
 
-@pytest.mark.parametrize(("setting", "misrouted"), [("crc32", False), ("murmur2", True)])
+@pytest.mark.parametrize(
+    ("librdkafka", "setting", "store", "misrouted"),
+    [
+        ("consistent_random", "crc32", "rocksdb://", False),
+        ("fnv1a_random", "fnv1a", "memory://", False),
+        ("murmur2_random", "murmur2", "memory://", False),
+        ("consistent_random", "murmur2", "rocksdb://", True),
+    ],
+)
 def test_the_worker_finds_librdkafka_customers_and_notices_a_disagreeing_producer(
-    settings: Settings, tmp_path: Path, setting: str, misrouted: bool
+    settings: Settings, tmp_path: Path, librdkafka: str, setting: str, store: str, misrouted: bool
 ) -> None:
     token = "t0ken"
     configured = settings.model_copy(
-        update={"partitioner": setting, "store": "rocksdb://", "api_token": SecretStr(token)}
+        update={"partitioner": setting, "store": store, "api_token": SecretStr(token)}
     )
-    sent = _produce_bank(configured, 30, "consistent_random")
+    sent = _produce_bank(configured, 30, librdkafka)
     worker = WorkerProcess(configured, "cmb", tmp_path / "worker.log")
     try:
         worker.wait_for(lambda: worker.consumed() >= sent, 120, f"{sent} records consumed")
