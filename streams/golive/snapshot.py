@@ -14,7 +14,6 @@ state equals the engine's, field by field.
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -349,9 +348,3 @@ def _engine_tables(engine: PartitionEngine, rules: Rules, out: Path, minimal: bo
     if minimal:
         (out / "cooldowns.engine.csv").unlink()
     return path
-
-
-def manifest_text(summary: SnapshotSummary, rules: Rules) -> str:
-    return json.dumps(
-        {"as_of": summary.as_of, "rules": {"scheme": rules.scheme, "version": rules.version}}, indent=2
-    )

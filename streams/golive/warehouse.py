@@ -11,6 +11,7 @@ the lateness horizon stand as the accounts' latest observations.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import weakref
@@ -461,8 +462,6 @@ def attribute_value(kind: str, text: str | None) -> Any:
         if text in ("true", "false"):
             return text == "true"
         raise ValueError(f"{text!r} is not a bool; write true or false")
-    import re
-
     if not re.fullmatch(_NUMBER_RE, text):
         raise ValueError(f"{text!r} is not a number; write decimal text like 200000 or 12.5")
     if re.fullmatch("-?[0-9]+", text):
