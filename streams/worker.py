@@ -45,6 +45,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.exceptions import ConsumerNotStarted
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -674,9 +675,18 @@ class Worker:
     async def _health_page(self, request: Any) -> Any:
         return self.app.web.json({"status": "ok"})
 
+    def _assignment(self) -> set[TP]:
+        """The partitions assigned, or none while the consumer is still starting (a scrape
+        or a readiness probe may come first; Faust raises then)."""
+        try:
+            assigned: set[TP] = self.app.consumer.assignment()
+        except ConsumerNotStarted:
+            return set()
+        return assigned
+
     async def _ready_page(self, request: Any) -> Any:
         web = self.app.web
-        assigned = self.app.consumer.assignment() if self.app.consumer else set()
+        assigned = self._assignment()
         tables: Any = self.app.tables
         recovered = bool(tables.recovery.completed.is_set())
         ok = bool(self.ready and assigned and recovered)
@@ -751,7 +761,7 @@ class Worker:
         consumer = self.app.consumer
         tables: Any = self.app.tables
         recovered = bool(tables.recovery.completed.is_set())
-        for tp in consumer.assignment():
+        for tp in self._assignment():
             if tp.topic not in self.topic_index:
                 continue
             try:
