@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import operator
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
@@ -11,7 +10,7 @@ from typing import Any
 
 from .ledger import Customer, Ledger, SeriesSpec
 from .money import format_fen
-from .rules import ACTIVITY_DAYS, OUTFLOW_DAYS, PEAK_DAYS, Condition, Metric, Rules
+from .rules import ACTIVITY_DAYS, COMPARE, OUTFLOW_DAYS, PEAK_DAYS, Condition, Metric, Rules
 from .timeutil import Calendar
 
 TIER_CHANGES = "tier.changes"
@@ -20,14 +19,6 @@ CHURN_WARNINGS = "customer.churn-warnings"
 DLQ = "tierstream.dlq"
 OUTPUT_TOPICS = (TIER_CHANGES, OPPORTUNITIES, CHURN_WARNINGS, DLQ)
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 
 Getter = Callable[[Customer], Any]
 Output = tuple[str, str, dict[str, Any]]  # (topic, key, value)
@@ -85,7 +76,7 @@ class Evaluator:
         self.output_metrics = [m.name for m in rules.output_metrics()]
         self.churn_metrics = [m.name for m in rules.churn_metrics()]
         self.tier_conditions: list[list[tuple[Condition, Getter, Callable[[Any, Any], bool], str]]] = [
-            [(c, self.getters[c.metric.name], _OPS[c.op], _kind(c.literal)) for c in t.any_of]
+            [(c, self.getters[c.metric.name], COMPARE[c.op], _kind(c.literal)) for c in t.any_of]
             for t in rules.tiers
         ]
         self.tier_tests = [[(c, self._test(c)) for c in t.any_of] for t in rules.tiers]
@@ -113,7 +104,7 @@ class Evaluator:
 
         The usual ladder condition (`avg_aum_<N>d >= X`) gets one flat closure: it is
         checked for every tier at every evaluation, the engine's hottest call."""
-        get, op, literal = self.getters[cond.metric.name], _OPS[cond.op], cond.literal
+        get, op, literal = self.getters[cond.metric.name], COMPARE[cond.op], cond.literal
         metric = cond.metric
         if metric.kind in ("avg_aum", "avg_loan") and cond.op in (">=", ">"):
             index = self.ledger.index[metric.kind[4:]]

@@ -6,7 +6,9 @@ code. Every error names the file, the line and the fix.
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -19,6 +21,15 @@ import yaml
 
 PRESETS = ("cmb", "psbc", "ccb", "spdb")
 OPERATORS = (">=", "<=", "==", "!=", ">", "<")
+#: what each operator of a condition means (the evaluator and the ladder check share it)
+COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 MAX_WINDOW_DAYS = 366
 #: balance_drop looks at the peak AUM over [D-30, D-1]: the AUM ring needs 31 days.
 PEAK_DAYS = 30
@@ -477,7 +488,7 @@ def _implies(c: Condition, d: Condition) -> bool:
         return False
     x, y = c.literal, d.literal
     if c.op == "==":
-        return bool(_OPS_TEXT[d.op](x, y))
+        return bool(COMPARE[d.op](x, y))
     if isinstance(x, (bool, str)):
         return False
     up = {">=", ">"}
@@ -487,16 +498,6 @@ def _implies(c: Condition, d: Condition) -> bool:
     if c.op in down and d.op in down:
         return x < y or (x == y and (d.op == "<=" or c.op == "<"))
     return False
-
-
-_OPS_TEXT: dict[str, Any] = {
-    ">=": lambda a, b: a >= b,
-    ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b,
-    "<": lambda a, b: a < b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
 
 
 def _refuse_unreachable(source: str, tiers: tuple[Tier, ...]) -> None:
