@@ -17,7 +17,6 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from .engine.evaluate import lifecycle, quadrant
 from .engine.ledger import Customer
 from .engine.money import format_fen
 from .engine.partition import PartitionEngine
@@ -41,8 +40,7 @@ def customer_fields(engine: PartitionEngine, c: Customer, rules: Rules) -> dict[
         "tier": rules.tier_ids[c.tier],
         "since": cal.isoformat(c.tier_since),
         "aum": format_fen(ev.getters["aum"](c)),
-        "lifecycle": lifecycle(c),
-        "quadrant": quadrant(ev, c),
+        **ev.serving_segments(c),
         "updated_at": cal.isoformat(wall_clock_us()),
         "rules_version": rules.version,
     }

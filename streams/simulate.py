@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from . import eventfile
 from .engine import decode as d
-from .engine.evaluate import Output, lifecycle, quadrant
+from .engine.evaluate import Output
 from .engine.jsonio import NotJson, dumps_compact, loads
 from .engine.partition import PartitionEngine
 from .engine.rules import Rules
@@ -78,6 +78,15 @@ def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]
             if value is not None
             else line
         )
+        limit = engine.rules.max_record_bytes
+        error, detail = (
+            (d.OVERSIZE, f"record of {len(payload)} bytes exceeds max_record_bytes {limit}")
+            if len(payload) > limit
+            else (
+                d.SCHEMA_VIOLATION,
+                f"the line names no input topic ({', '.join(d.INPUT_TOPICS)}) with a value",
+            )
+        )
         return [
             engine.dead_letter(
                 topic if isinstance(topic, str) else None,
@@ -85,8 +94,8 @@ def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]
                 number,
                 d.guess_customer(value),
                 payload,
-                d.SCHEMA_VIOLATION,
-                f"the line names no input topic ({', '.join(d.INPUT_TOPICS)}) with a value",
+                error,
+                detail,
             )
         ]
     value = doc["value"]
@@ -151,13 +160,14 @@ def stats(engine: PartitionEngine) -> dict[str, Any]:
     for (src, dst), n in sorted(engine.migrations.items()):
         migrations.setdefault(src, {})[dst] = n
     ev = engine.evaluator
-    stages = Counter(lifecycle(c) for c in engine.customers.values())
-    quads = Counter(quadrant(ev, c) for c in engine.customers.values())
+    segments: dict[str, Counter[str]] = {}
+    for c in engine.customers.values():
+        for name, value in ev.serving_segments(c).items():
+            segments.setdefault(name, Counter())[value] += 1
     return {
         "outcomes": dict(engine.outcomes),
         "dead_letters": dict(sorted(engine.dead_letters.items())),
         "tiers": engine.tier_counts(),
         "migrations": migrations,
-        "lifecycle": {k: stages.get(k, 0) for k in ("new", "active", "dormant", "churn_risk")},
-        "quadrants": dict(sorted(quads.items())),
+        "segments": {name: dict(sorted(counts.items())) for name, counts in segments.items()},
     }

@@ -19,7 +19,7 @@ import orjson
 
 from .ledger import Customer, SeriesSpec
 
-FORMAT = 2  # 2 added churn_risk; 1 is still read
+FORMAT = 3  # 3 added segments, 2 churn_risk; 1 and 2 are still read
 
 
 def _ring_out(ring: array[int], size: int, day: int) -> list[int]:
@@ -66,13 +66,14 @@ def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> by
         [[k, v] for k, v in c.churn_last.items()],
         [[k, v] for k, v in c.seen.items()],
         c.churn_risk,
+        c.segments,
     ]
     return partition.to_bytes(2, "big") + zlib.compress(orjson.dumps(doc), 1)
 
 
 def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
     doc = orjson.loads(zlib.decompress(data[2:]))
-    if doc[0] not in (1, FORMAT):
+    if doc[0] not in (1, 2, FORMAT):
         raise ValueError(f"unknown customer state format {doc[0]}")
     (
         _,
@@ -103,6 +104,7 @@ def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
     c.churn_last = {k: v for k, v in churn_last}
     c.seen = {k: v for k, v in seen}
     c.churn_risk = bool(doc[15]) if len(doc) > 15 else False  # format 1 had no churn_risk
+    c.segments = doc[16] if len(doc) > 16 else None  # formats 1 and 2 had no segments
     return c
 
 

@@ -10,14 +10,35 @@ from typing import Any
 
 from .ledger import Customer, Ledger, SeriesSpec
 from .money import format_fen
-from .rules import ACTIVITY_DAYS, COMPARE, OUTFLOW_DAYS, PEAK_DAYS, Condition, Metric, Rules
+from .rules import (
+    ACTIVITY_DAYS,
+    COMPARE,
+    NEW_CUSTOMER_DAYS,
+    OUTFLOW_DAYS,
+    PEAK_DAYS,
+    SEGMENT_NAMES,
+    Condition,
+    Dimension,
+    Metric,
+    Rules,
+)
 from .timeutil import Calendar
 
 TIER_CHANGES = "tier.changes"
 OPPORTUNITIES = "tier.opportunities"
 CHURN_WARNINGS = "customer.churn-warnings"
+SEGMENT_CHANGES = "customer.segment-changes"
 DLQ = "tierstream.dlq"
+#: the output topics every deployment has; SEGMENT_CHANGES only with a `segments` section
 OUTPUT_TOPICS = (TIER_CHANGES, OPPORTUNITIES, CHURN_WARNINGS, DLQ)
+#: a stored segment value meaning "set at the next boundary without an output" (SPEC §9:
+#: a snapshot that does not give the segment)
+UNSET_QUIETLY = ""
+
+
+def output_topics(rules: Rules) -> tuple[str, ...]:
+    """The output topics these rules write to."""
+    return (*OUTPUT_TOPICS, SEGMENT_CHANGES) if rules.published_segments() else OUTPUT_TOPICS
 
 
 Getter = Callable[[Customer], Any]
@@ -39,7 +60,7 @@ def series_specs(rules: Rules) -> tuple[SeriesSpec, ...]:
         "external_outflow": {OUTFLOW_DAYS},
         "txn_count": {ACTIVITY_DAYS},  # the activity axis of the value x activity quadrant
     }
-    for m in rules.condition_metrics():
+    for m in [*rules.condition_metrics(), *rules.segment_metrics()]:
         if m.kind in ("avg_aum", "avg_loan"):
             windows.setdefault(m.kind[4:], set()).add(m.window)
         elif m.window:
@@ -70,15 +91,17 @@ class Evaluator:
         self.tier_ids = rules.tier_ids
         self.getters: dict[str, Getter] = {}
         self.money: dict[str, bool] = {}
-        for m in [*rules.output_metrics(), *rules.churn_metrics()]:
+        grid = rules.serving_grid()
+        for m in [
+            *rules.output_metrics(),
+            *rules.churn_metrics(),
+            *rules.segment_metrics(),
+            *(d.metric for d in grid),
+        ]:
             self.getters[m.name] = self._getter(m)
             self.money[m.name] = m.is_money
         self.output_metrics = [m.name for m in rules.output_metrics()]
         self.churn_metrics = [m.name for m in rules.churn_metrics()]
-        self.tier_conditions: list[list[tuple[Condition, Getter, Callable[[Any, Any], bool], str]]] = [
-            [(c, self.getters[c.metric.name], COMPARE[c.op], _kind(c.literal)) for c in t.any_of]
-            for t in rules.tiers
-        ]
         self.tier_tests = [[(c, self._test(c)) for c in t.any_of] for t in rules.tiers]
         #: tiers above the base, top first, with their condition tests
         self.ladder = [(t, self.tier_tests[t]) for t in range(len(rules.tiers) - 1, 0, -1)]
@@ -97,7 +120,20 @@ class Evaluator:
         outflow = Fraction(rules.outflow_ratio)
         self.outflow_num, self.outflow_den = outflow.numerator, outflow.denominator
         self.outflow_getter = self.getters[f"external_outflow_{OUTFLOW_DAYS}d"]
-        self.activity_getter = self._getter(Metric(f"txn_count_{ACTIVITY_DAYS}d", "txn_count", ACTIVITY_DAYS))
+        # -- segments (SPEC §10): what each published one computes and reports
+        self.serving_grid = self._grid(grid)
+        self.segment_steps: list[tuple[int, str, Callable[[Customer], str], list[str]]] = []
+        segments = rules.segments
+        if segments is not None:
+            if segments.new_days is not None:
+                self.segment_steps.append(
+                    (0, "lifecycle", self._lifecycle(segments.new_days), ["aum", "inactive_days"])
+                )
+            if segments.rfm is not None:
+                self.segment_steps.append((1, "rfm", self._rfm(segments.rfm), _read_by(segments.rfm)))
+            if segments.grid is not None:
+                self.segment_steps.append((2, "grid", self._grid(segments.grid), _read_by(segments.grid)))
+        self.default_lifecycle = self._lifecycle(NEW_CUSTOMER_DAYS)
 
     def _test(self, cond: Condition) -> Callable[[Customer], bool]:
         """A predicate for one condition; only attributes need the same-kind check.
@@ -122,6 +158,79 @@ class Evaluator:
             return value is not None and _kind(value) == kind and op(value, literal)
 
         return attr_test
+
+    # ------------------------------------------------------------------ segments
+    @staticmethod
+    def _lifecycle(new_days: int) -> Callable[[Customer], str]:
+        def stage(c: Customer) -> str:
+            if c.dormant_fired:
+                return "dormant"
+            if c.churn_risk:
+                return "churn_risk"
+            return "new" if c.day - c.first_day < new_days else "active"
+
+        return stage
+
+    def _rfm(self, dims: tuple[Dimension, Dimension, Dimension]) -> Callable[[Customer], str]:
+        (r, rget), (f, fget), (m, mget) = ((d, self.getters[d.metric.name]) for d in dims)
+        texts: dict[tuple[int, int, int], str] = {}  # one shared string per score triple
+
+        def rfm(c: Customer) -> str:
+            key = (r.score(rget(c)), f.score(fget(c)), m.score(mget(c)))
+            text = texts.get(key)
+            if text is None:
+                text = texts[key] = "R{}F{}M{}".format(*key)
+            return text
+
+        return rfm
+
+    def _grid(self, dims: tuple[Dimension, Dimension]) -> Callable[[Customer], str]:
+        value, activity = dims
+        vget, aget = self.getters[value.metric.name], self.getters[activity.metric.name]
+        cells = [[f"{v}/{a}" for a in activity.names] for v in value.names]
+
+        def grid(c: Customer) -> str:
+            return cells[value.score(vget(c)) - 1][activity.score(aget(c)) - 1]
+
+        return grid
+
+    def segment_changes(self, customer_id: str, c: Customer, instant: int, out: list[Output]) -> None:
+        """The day-boundary segment step (after tier, opportunity and churn): each published
+        segment that changed, in the order lifecycle, rfm, grid."""
+        values = c.segments
+        if values is None:
+            values = c.segments = [None, None, None]
+        for index, name, compute, metric_names in self.segment_steps:
+            new = compute(c)
+            old = values[index]
+            if new == old:
+                continue
+            values[index] = new
+            if old == UNSET_QUIETLY:
+                continue
+            value = self._envelope("segment_changed", customer_id, [name, old or "", new], instant)
+            value.update(
+                {"segment": name, "from": old, "to": new, "metrics": self.render_metrics(c, metric_names)}
+            )
+            out.append((SEGMENT_CHANGES, customer_id, value))
+
+    def serving_segments(self, c: Customer) -> dict[str, str]:
+        """What Redis, the customer page and `--stats` show: each published segment as last
+        published (none before the customer's first boundary); without a published
+        lifecycle or grid, the lifecycle with 90 new days and the default 2 x 2 grid, live."""
+        held = c.segments or (None, None, None)
+        published = {name: index for index, name, _, _ in self.segment_steps}
+        out: dict[str, str] = {}
+        for index, name in enumerate(SEGMENT_NAMES):
+            if name in published:
+                value = held[index]
+                if value:
+                    out[name] = value
+            elif name == "lifecycle":
+                out[name] = self.default_lifecycle(c)
+            elif name == "grid":
+                out[name] = self.serving_grid(c)
+        return out
 
     def _getter(self, m: Metric) -> Getter:
         ledger = self.ledger
@@ -293,28 +402,10 @@ class Evaluator:
         out.append((CHURN_WARNINGS, customer_id, value))
 
 
-NEW_CUSTOMER_DAYS = 90
-
-
-def lifecycle(c: Customer) -> str:
-    """`dormant` in a dormant spell, `churn_risk` after a balance-drop or outflow warning
-    until activity resumes, `new` for the first 90 days, else `active`."""
-    if c.dormant_fired:
-        return "dormant"
-    if c.churn_risk:
-        return "churn_risk"
-    if c.day - c.first_day < NEW_CUSTOMER_DAYS:
-        return "new"
-    return "active"
-
-
-def quadrant(ev: Evaluator, c: Customer) -> str:
-    """High/low value (main average metric against the segments threshold) by high/low
-    activity (customer-initiated transactions in 30 days)."""
-    rules = ev.rules
-    main = rules.main_metric()
-    value = ev.getters[main](c) if main in ev.getters else ev.getters["aum"](c)
-    count = ev.activity_getter(c)
-    high_value = value >= rules.segment_value_fen
-    active = count >= rules.segment_active_txn
-    return f"{'high' if high_value else 'low'}_value_{'active' if active else 'inactive'}"
+def _read_by(dims: tuple[Dimension, ...]) -> list[str]:
+    """`aum` then each dimension's metric, each once: a segment change's `metrics`."""
+    names = ["aum"]
+    for d in dims:
+        if d.metric.name not in names:
+            names.append(d.metric.name)
+    return names

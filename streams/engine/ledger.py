@@ -56,6 +56,7 @@ class Customer:
         "opp_last",
         "peak_cache",
         "seen",
+        "segments",
         "series",
         "tier",
         "tier_since",
@@ -82,6 +83,9 @@ class Customer:
         self.churn_last: dict[str, int] = {}  # reason -> day of last warning
         self.seen: dict[int, int] = {}  # event-id fingerprint -> business day
         self.peak_cache: tuple[int, int] | None = None  # (day, peak)
+        #: lifecycle, rfm, grid as last published (SPEC §10); None until the first
+        #: boundary. An entry is None (none yet) or "" (set at the next boundary quietly).
+        self.segments: list[str | None] | None = None
 
 
 class Ledger:

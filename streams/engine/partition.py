@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from . import decode as d
-from .evaluate import DLQ, TIER_CHANGES, Evaluator, Output, series_specs
+from .evaluate import DLQ, TIER_CHANGES, UNSET_QUIETLY, Evaluator, Output, series_specs
 from .jsonio import NotJson, loads
 from .ledger import Customer, Ledger, fingerprint
 from .portable import CustomerRecord, seed, to_record
-from .rules import Rules
+from .rules import SEGMENT_NAMES, Rules
 from .timeutil import US_PER_SECOND, Calendar
 
 FUTURE_TOLERANCE_US = 300 * US_PER_SECOND
@@ -256,9 +256,13 @@ class PartitionEngine:
                 if self.eager:
                     self.sweep(out)
 
-    def _evaluate(self, cid: str, c: Customer, instant: int, out: list[Output]) -> None:
+    def _evaluate(
+        self, cid: str, c: Customer, instant: int, out: list[Output], *, boundary: bool = False
+    ) -> None:
         before = len(out)
         self.evaluator.evaluate(cid, c, instant, out)
+        if boundary and self.evaluator.segment_steps:
+            self.evaluator.segment_changes(cid, c, instant, out)
         for topic, _, value in out[before:]:
             self.outputs[topic] += 1
             if topic == TIER_CHANGES:
@@ -273,7 +277,7 @@ class PartitionEngine:
             instant = boundary(c.day)
             if instant > c.last_instant:
                 c.last_instant = instant
-            self._evaluate(cid, c, c.last_instant, out)
+            self._evaluate(cid, c, c.last_instant, out, boundary=True)
 
     def sweep(self, out: list[Output], ids: Iterable[str] | None = None) -> None:
         """Catch every (or the given) known customer up to the clock's day."""
@@ -316,7 +320,23 @@ class PartitionEngine:
         if record.tier not in self.rules.tier_ids:  # not given, or a tier the ladder dropped
             c.tier = self.evaluator.qualified(c)
             c.below_since = None
+        if c.segments is not None:
+            c.segments = self._held_segments(c.segments)
         return c
+
+    def _held_segments(self, values: list[str | None]) -> list[str | None] | None:
+        """Stored segment values these rules can hold: one they do not publish is dropped,
+        one they cannot give (bands or names changed) is set again quietly."""
+        segments = self.rules.segments
+        held: list[str | None] = [None, None, None]
+        if segments is None:
+            return None
+        for index, name in enumerate(SEGMENT_NAMES):
+            value = values[index]
+            if value is None or name not in segments.names:
+                continue
+            held[index] = value if value == UNSET_QUIETLY or segments.possible(name, value) else UNSET_QUIETLY
+        return held if any(v is not None for v in held) else None
 
     def record(self, customer_id: str) -> CustomerRecord:
         return to_record(customer_id, self.customers[customer_id], self.ledger, self.rules.tier_ids)

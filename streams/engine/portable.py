@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .ledger import Customer, Ledger
+from .rules import SEGMENT_NAMES
 
 #: The event id a snapshot row stands as: above every printable id, so "at an equal
 #: instant the snapshot's row stands" (SPEC §9) falls out of the (ts, event_id) order.
@@ -57,6 +58,9 @@ class CustomerRecord:
     warnings: dict[str, int] = field(default_factory=dict)
     #: event-id fingerprint -> business day (duplicate detection within lateness)
     seen: dict[int, int] = field(default_factory=dict)
+    #: segment -> value as last published (SPEC §10); absent: none yet; "": not given
+    #: (a warehouse snapshot), set at the next boundary without an output
+    segments: dict[str, str] = field(default_factory=dict)
 
 
 def to_record(customer_id: str, c: Customer, ledger: Ledger, tier_ids: tuple[str, ...]) -> CustomerRecord:
@@ -82,6 +86,7 @@ def to_record(customer_id: str, c: Customer, ledger: Ledger, tier_ids: tuple[str
         opportunities={tier_ids[t]: day for t, day in c.opp_last.items()},
         warnings=dict(c.churn_last),
         seen=dict(c.seen),
+        segments={n: v for n, v in zip(SEGMENT_NAMES, c.segments or (), strict=False) if v is not None},
     )
 
 
@@ -120,6 +125,8 @@ def seed(record: CustomerRecord, ledger: Ledger, tier_ids: tuple[str, ...]) -> C
     c.opp_last = {index[t]: d for t, d in record.opportunities.items() if t in index}
     c.churn_last = dict(record.warnings)
     c.seen = dict(record.seen)
+    if record.segments:
+        c.segments = [record.segments.get(name) for name in SEGMENT_NAMES]
     return c
 
 

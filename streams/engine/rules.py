@@ -6,6 +6,7 @@ code. Every error names the file, the line and the fix.
 
 from __future__ import annotations
 
+import bisect
 import operator
 import re
 from collections.abc import Callable
@@ -147,6 +148,72 @@ class Tier:
     line: int
 
 
+#: the segments of SPEC §10, in the order they are evaluated and published
+SEGMENT_NAMES = ("lifecycle", "rfm", "grid")
+LIFECYCLE_STAGES = ("new", "active", "dormant", "churn_risk")
+NEW_CUSTOMER_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One scored axis of a segment: a metric cut by ascending band edges (SPEC §10)."""
+
+    role: str  # recency | frequency | monetary | value | activity
+    metric: Metric
+    #: the edges as the metric compares: int fen for money, int or Decimal for counts
+    bands: tuple[Any, ...]
+    #: the name of each score 1 ... k+1 (the grid's names; rfm uses the score itself)
+    names: tuple[str, ...]
+    line: int = 0
+
+    @property
+    def less_is_better(self) -> bool:
+        return self.metric.kind == "inactive_days"
+
+    def score(self, value: Any) -> int:
+        """1 + the bands the value passes: b > value for inactive_days, b <= value otherwise."""
+        passed = bisect.bisect_right(self.bands, value)
+        return 1 + (len(self.bands) - passed if self.less_is_better else passed)
+
+    def band_edges(self, score: int) -> tuple[Any, Any]:
+        """The (low, high) edges around a score, None where open (for `explain`)."""
+        bands = self.bands
+        index = len(bands) + 1 - score if self.less_is_better else score - 1
+        return (bands[index - 1] if index > 0 else None, bands[index] if index < len(bands) else None)
+
+
+@dataclass(frozen=True)
+class Segments:
+    """The `segments` section: each part optional (None: not kept, not published)."""
+
+    new_days: int | None = None  # lifecycle
+    rfm: tuple[Dimension, Dimension, Dimension] | None = None
+    grid: tuple[Dimension, Dimension] | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The configured segments, in publication order."""
+        have = (self.new_days is not None, self.rfm is not None, self.grid is not None)
+        return tuple(n for n, on in zip(SEGMENT_NAMES, have, strict=True) if on)
+
+    def dimensions(self) -> tuple[Dimension, ...]:
+        return (*(self.rfm or ()), *(self.grid or ()))
+
+    def possible(self, segment: str, value: str) -> bool:
+        """Whether these rules can give `segment` this value (a stored one may predate them)."""
+        if segment == "lifecycle":
+            return self.new_days is not None and value in LIFECYCLE_STAGES
+        if segment == "rfm" and self.rfm is not None:
+            m = re.fullmatch(r"R([0-9]+)F([0-9]+)M([0-9]+)", value)
+            return m is not None and all(
+                1 <= int(g) <= len(d.bands) + 1 for g, d in zip(m.groups(), self.rfm, strict=True)
+            )
+        if segment == "grid" and self.grid is not None:
+            value_name, slash, activity_name = value.partition("/")
+            return bool(slash) and value_name in self.grid[0].names and activity_name in self.grid[1].names
+        return False
+
+
 @dataclass(frozen=True)
 class Rules:
     scheme: str
@@ -172,6 +239,8 @@ class Rules:
     #: from this many customer-initiated transactions in 30 days
     segment_value_fen: int = 5_000_000
     segment_active_txn: int = 4
+    #: SPEC §10; None when the file has no `segments` section (no segment outputs)
+    segments: Segments | None = None
     source: str = "<rules>"
     warnings: tuple[str, ...] = ()
 
@@ -205,6 +274,32 @@ class Rules:
             if extra.name not in have:
                 out.append(extra)
         return out
+
+    def published_segments(self) -> tuple[str, ...]:
+        """The segments kept in state and published on change (SPEC §10)."""
+        return self.segments.names if self.segments is not None else ()
+
+    def segment_metrics(self) -> list[Metric]:
+        """Metrics the published segments read (their day series must be kept)."""
+        dims = self.segments.dimensions() if self.segments is not None else ()
+        return [d.metric for d in dims]
+
+    def serving_grid(self) -> tuple[Dimension, Dimension]:
+        """The grid Redis, `explain` and `--stats` show: the published one, else a default
+        2 x 2 (the main average metric by 30-day activity) that reproduces the former
+        value x activity quadrant."""
+        if self.segments is not None and self.segments.grid is not None:
+            return self.segments.grid
+        main = next((m for m in self.condition_metrics() if m.kind == "avg_aum"), Metric("aum", "aum"))
+        return (
+            Dimension("value", main, (self.segment_value_fen,), ("low_value", "high_value")),
+            Dimension(
+                "activity",
+                Metric(f"txn_count_{ACTIVITY_DAYS}d", "txn_count", ACTIVITY_DAYS),
+                (self.segment_active_txn,),
+                ("inactive", "active"),
+            ),
+        )
 
     def main_metric(self) -> str:
         """The first avg_aum metric of the ladder (what Redis serves beside `aum`)."""
@@ -405,13 +500,19 @@ class _Loader:
         first_avg = next((c for t in tiers[1:] for c in t.any_of if c.metric.kind == "avg_aum"), None)
         if first_avg is not None:
             kw["segment_value_fen"] = first_avg.literal
-        seg = self.section(top, "segments", {"high_value_from", "active_txn_30d"})
+        seg = self.section(top, "segments", {"high_value_from", "active_txn_30d", *SEGMENT_NAMES})
         if "high_value_from" in seg:
             kw["segment_value_fen"] = self.money(seg["high_value_from"][1], "segments.high_value_from")
         if "active_txn_30d" in seg:
             kw["segment_active_txn"] = self.integer(
                 seg["active_txn_30d"][1], "segments.active_txn_30d", 1, 10_000
             )
+        if "grid" in seg:
+            for legacy in ("high_value_from", "active_txn_30d"):
+                if legacy in seg:
+                    self.warn(seg[legacy][0], f"segments.{legacy} ignored: segments.grid sets the grid")
+        if "segments" in top:
+            kw["segments"] = self.segments(seg)
         if "currencies" in top:
             rates: dict[str, tuple[int, int]] = {}
             for code, (knode, vnode) in self.mapping(top["currencies"][1], "currencies").items():
@@ -423,6 +524,109 @@ class _Loader:
                 rates[code] = rate.as_integer_ratio()
             kw["currencies"] = rates
         return Rules(source=self.source, warnings=tuple(self.warnings), **kw)
+
+    # ------------------------------------------------------------------ segments (SPEC §10)
+    def segments(self, seg: dict[str, tuple[yaml.Node, yaml.Node]]) -> Segments:
+        new_days = None
+        if "lifecycle" in seg:
+            node = seg["lifecycle"][1]
+            part = {} if _is_null(node) else self.mapping(node, "segments.lifecycle")
+            for key, (knode, _) in part.items():
+                if key != "new_days":
+                    self.warn(knode, f"segments.lifecycle: unknown key {key!r} ignored; expected new_days")
+            new_days = NEW_CUSTOMER_DAYS
+            if "new_days" in part:
+                new_days = self.integer(part["new_days"][1], "segments.lifecycle.new_days", 1, 3660)
+        rfm = grid = None
+        if "rfm" in seg:
+            r, f, m = self.dimensions(seg["rfm"][1], "rfm", ("recency", "frequency", "monetary"), named=False)
+            rfm = (r, f, m)
+        if "grid" in seg:
+            value, activity = self.dimensions(seg["grid"][1], "grid", ("value", "activity"), named=True)
+            grid = (value, activity)
+        return Segments(new_days, rfm, grid)
+
+    def dimensions(
+        self, node: yaml.Node, segment: str, roles: tuple[str, ...], *, named: bool
+    ) -> list[Dimension]:
+        part = self.mapping(node, f"segments.{segment}")
+        for key, (knode, _) in part.items():
+            if key not in roles:
+                self.warn(
+                    knode, f"segments.{segment}: unknown key {key!r} ignored; expected {', '.join(roles)}"
+                )
+        dims = []
+        for role in roles:
+            if role not in part:
+                raise self.fail(
+                    node,
+                    f"segments.{segment} needs {', '.join(roles)}; add {role}: "
+                    "{metric: <metric>, bands: [<edge>, ...]}",
+                )
+            dims.append(self.dimension(part[role][1], f"segments.{segment}.{role}", role, named=named))
+        return dims
+
+    def dimension(self, node: yaml.Node, what: str, role: str, *, named: bool) -> Dimension:
+        known = {"metric", "bands", "names"} if named else {"metric", "bands"}
+        part = self.mapping(node, what)
+        for key, (knode, _) in part.items():
+            if key not in known:
+                self.warn(knode, f"{what}: unknown key {key!r} ignored; expected {', '.join(sorted(known))}")
+        for required in ("metric", "bands"):
+            if required not in part:
+                raise self.fail(
+                    node, f"{what} needs {required} (e.g. {{metric: avg_aum_30d, bands: [50000, 500000]}})"
+                )
+        mnode = part["metric"][1]
+        try:
+            metric = parse_metric(self.scalar(mnode, f"{what}.metric"))
+        except ValueError as exc:
+            raise self.fail(mnode, f"{what}.metric: {exc}") from None
+        if metric.kind == "attr":
+            raise self.fail(
+                mnode,
+                f"{what}.metric {metric.name!r} is not numeric: bands need a number metric "
+                "(aum, inactive_days, avg_aum_<N>d, txn_count_<N>d, ...), not a profile attribute",
+            )
+        bnode = part["bands"][1]
+        if not isinstance(bnode, yaml.SequenceNode) or not bnode.value:
+            raise self.fail(bnode, f"{what}.bands must be a list of at least one edge, e.g. [50000, 500000]")
+        bands: list[Any] = []
+        for enode in bnode.value:
+            text = self.scalar(enode, f"{what}.bands")
+            if not _NUMBER.match(text):
+                raise self.fail(
+                    enode, f"{what}.bands: {text!r} is not a number; write edges such as 50000 or 2.5"
+                )
+            edge = Decimal(text)
+            if metric.is_money:
+                edge *= 100
+                if edge != edge.to_integral_value():
+                    raise self.fail(enode, f"{what}.bands: {text} is not whole fen (2 decimals at most)")
+            edge_value: Any = int(edge) if edge == edge.to_integral_value() else edge
+            if bands and edge_value <= bands[-1]:
+                raise self.fail(
+                    enode,
+                    f"{what}.bands must be strictly ascending: {text} comes after "
+                    f"{bnode.value[len(bands) - 1].value}; sort the edges and drop repeats",
+                )
+            bands.append(edge_value)
+        k = len(bands)
+        names: tuple[str, ...] = ("low", "mid", "high") if k == 2 else tuple(str(i) for i in range(1, k + 2))
+        if named and "names" in part:
+            nnode = part["names"][1]
+            if not isinstance(nnode, yaml.SequenceNode) or len(nnode.value) != k + 1:
+                got = len(nnode.value) if isinstance(nnode, yaml.SequenceNode) else "no list"
+                raise self.fail(
+                    nnode, f"{what}.names needs {k + 1} names ({k} bands give {k + 1} scores), got {got}"
+                )
+            names = tuple(self.scalar(n, f"{what}.names") for n in nnode.value)
+            for n, text in zip(nnode.value, names, strict=True):
+                if not text or "/" in text:
+                    raise self.fail(n, f"{what}.names: {text!r}: a name is non-empty text without '/'")
+            if len(set(names)) != len(names):
+                raise self.fail(nnode, f"{what}.names: every name must differ, got {list(names)}")
+        return Dimension(role, metric, tuple(bands), names, node.start_mark.line + 1)
 
     def tiers(self, node: yaml.Node) -> tuple[Tier, ...]:
         if not isinstance(node, yaml.SequenceNode) or not node.value:
@@ -462,6 +666,10 @@ class _Loader:
                 )
             tiers.append(Tier(tid, label, tuple(conds), tnode.start_mark.line + 1))
         return tuple(tiers)
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
 
 
 def _yaml_fix(exc: yaml.MarkedYAMLError) -> str:

@@ -17,6 +17,7 @@ as JSON text. One customer per row:
 | attrs | {name: [ts µs, event_id, value]} (a decimal number as {"d": text}) |
 | opportunities, warnings | {target tier id / reason: business day ordinal of the last one} |
 | seen | [[event-id fingerprint, business day ordinal], ...] within the lateness horizon |
+| segments | {lifecycle/rfm/grid: value as last published} (absent: none yet; "": set at the next boundary without an output) |
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from ..engine.rules import Rules
 from ..engine.timeutil import Calendar, parse_instant
 
 FORMAT = "tierstream-state-export"
+#: the fields held as JSON text in the Parquet form
+NESTED = ("series", "accounts", "attrs", "opportunities", "warnings", "seen", "segments")
 VERSION = 1
 
 
@@ -115,6 +118,7 @@ def record_row(rec: CustomerRecord, partition: int, cal: Calendar) -> dict[str, 
         "opportunities": rec.opportunities,
         "warnings": rec.warnings,
         "seen": [[k, v] for k, v in rec.seen.items()],
+        "segments": rec.segments,
     }
 
 
@@ -136,6 +140,7 @@ def row_record(row: dict[str, Any]) -> tuple[int, CustomerRecord]:
         opportunities=dict(row["opportunities"]),
         warnings=dict(row["warnings"]),
         seen={int(k): int(v) for k, v in row["seen"]},
+        segments=dict(row.get("segments") or {}),  # exports before segments have none
     )
     return int(row["partition"]), rec
 
@@ -157,12 +162,11 @@ def write_export(
     if fmt == "parquet":
         import duckdb
 
-        nested = ("series", "accounts", "attrs", "opportunities", "warnings", "seen")
         columns = {
             "customer_id": "VARCHAR", "partition": "INTEGER", "first_seen": "VARCHAR", "day": "VARCHAR",
             "last_activity": "VARCHAR", "below_since": "VARCHAR", "last_instant": "VARCHAR",
             "tier_since": "VARCHAR", "tier": "VARCHAR", "dormant_fired": "BOOLEAN", "churn_risk": "BOOLEAN",
-            **dict.fromkeys(nested, "JSON"),
+            **dict.fromkeys(NESTED, "JSON"),
         }  # fmt: skip
         spec = ", ".join(f"'{k}': '{v}'" for k, v in columns.items())
         con = duckdb.connect()
@@ -227,8 +231,9 @@ def read_rows(directory: Path) -> Iterator[tuple[int, CustomerRecord]]:
             for values in batch:
                 number += 1
                 row = dict(zip(names, values, strict=True))
-                for key in ("series", "accounts", "attrs", "opportunities", "warnings", "seen"):
-                    row[key] = json.loads(row[key])
+                for key in NESTED:
+                    if key in row:  # an export written before segments has no such column
+                        row[key] = json.loads(row[key])
                 try:
                     yield row_record(row)
                 except (ValueError, KeyError, TypeError) as exc:

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 
 from ..engine.decode import ASSET_PRODUCTS, LIABILITY_PRODUCTS
-from ..engine.evaluate import series_specs
+from ..engine.evaluate import UNSET_QUIETLY, series_specs
 from ..engine.portable import SNAPSHOT_EVENT_ID, CustomerRecord
 from ..engine.rules import Rules
 from ..engine.timeutil import Calendar, parse_instant
@@ -61,8 +61,8 @@ COLUMNS: dict[str, dict[str, tuple[bool, str]]] = {
         "tier_since": (False, "instant"),
         "below_since": (False, "date"),
         "lifecycle": (False, "lifecycle"),
-        "rfm": (False, "text"),
-        "grid": (False, "text"),
+        "rfm": (False, "rfm"),
+        "grid": (False, "grid"),
     },
     "attributes": {
         "customer_id": (True, "id"),
@@ -262,6 +262,8 @@ def _column_check(snap: WarehouseSnapshot, column: str, spec: tuple[bool, str]) 
             f"@v IN ({', '.join(repr(x) for x in _LIFECYCLES)})",
             "one of " + ", ".join(_LIFECYCLES),
         ),
+        "rfm": _segment_check(snap.rules, "rfm"),
+        "grid": _segment_check(snap.rules, "grid"),
         "attr_type": ("@v IN ('number', 'bool', 'string')", "number, bool or string"),
         "cooldown_kind": ("@v IN ('opportunity', 'warning')", "opportunity or warning"),
     }
@@ -270,6 +272,29 @@ def _column_check(snap: WarehouseSnapshot, column: str, spec: tuple[bool, str]) 
     blank = f"({col} IS NULL OR {col} = '')"
     good = predicate.replace("@v", col)
     return f"(({blank} AND NOT {str(empty_ok).lower()}) OR (NOT {blank} AND NOT ({good})))", expected
+
+
+def _segment_check(rules: Rules, segment: str) -> tuple[str, str]:
+    """A value the rules' segment can take (any text when they do not publish it: unused)."""
+    segments = rules.segments
+    if segment == "rfm" and segments is not None and segments.rfm is not None:
+        parts = [
+            f"{letter}({'|'.join(str(s) for s in range(1, len(d.bands) + 2))})"
+            for letter, d in zip("RFM", segments.rfm, strict=True)
+        ]
+        example = "".join(
+            f"{letter}{len(d.bands) + 1}" for letter, d in zip("RFM", segments.rfm, strict=True)
+        )
+        return (
+            f"regexp_full_match(@v, '{''.join(parts)}')",
+            f"an rfm value of {rules.source} such as {example}",
+        )
+    if segment == "grid" and segments is not None and segments.grid is not None:
+        value, activity = segments.grid
+        cells = [f"{v}/{a}" for v in value.names for a in activity.names]
+        quoted = ", ".join("'" + cell.replace("'", "''") + "'" for cell in cells)
+        return f"@v IN ({quoted})", f"a grid cell of {rules.source} such as {cells[-1]}"
+    return "true", "text"
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -533,7 +558,8 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
                CAST(CAST(NULLIF(last_activity, '') AS DATE) - DATE '1970-01-01' AS INTEGER),
                {_opt(snap, "customers", "tier")}, {_opt(snap, "customers", "tier_since")},
                CAST(CAST({_opt(snap, "customers", "below_since")} AS DATE) - DATE '1970-01-01' AS INTEGER),
-               {_opt(snap, "customers", "lifecycle")}
+               {_opt(snap, "customers", "lifecycle")}, {_opt(snap, "customers", "rfm")},
+               {_opt(snap, "customers", "grid")}
         FROM raw_customers ORDER BY customer_id
         """,
     )
@@ -554,10 +580,12 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
         return head[1]
 
     end_of_day = cal.boundary(x + 1) - 1
+    published = rules.published_segments()
     lo = 0
     for batch in iter(lambda: customers.fetchmany(CHUNK), []):
         daily = _daily(snap, sizes, lo, lo + len(batch))
-        for i, (cid, first_seen, last_activity, tier, tier_since, below_since, lifecycle) in enumerate(batch):
+        for i, row in enumerate(batch):
+            cid, first_seen, last_activity, tier, tier_since, below_since, lifecycle, rfm, grid = row
             rec = CustomerRecord(
                 customer_id=cid,
                 first_day=first_seen,
@@ -579,11 +607,18 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
                     rec.opportunities[key] = day
                 elif key != "dormant":  # dormant fires once per spell, not by cooldown
                     rec.warnings[key] = day
-            if lifecycle is not None:
+            if lifecycle is not None and "lifecycle" not in published:  # the stage at the end of X
                 rec.churn_risk = lifecycle == "churn_risk"
             else:  # a balance-drop or outflow warning since the last activity
                 since = last_activity if last_activity is not None else first_seen - 1
                 rec.churn_risk = any(day > since for day in rec.warnings.values())
+            if first_seen < x:  # had a boundary: a segment not given is set quietly (SPEC §9)
+                given = {"lifecycle": lifecycle, "rfm": rfm, "grid": grid}
+                rec.segments = {name: value or UNSET_QUIETLY for name, value in given.items()}
+            else:  # first seen on X: its first boundary (X+1) sets each segment from none
+                rec.segments = {
+                    n: v for n, v in (("lifecycle", lifecycle), ("rfm", rfm), ("grid", grid)) if v
+                }
             yield rec
         lo += len(batch)
 

@@ -1,4 +1,4 @@
-"""A deliberately slow, literal reference implementation of SPEC.md §1–§6 and `simulate` (§8).
+"""A deliberately slow, literal reference implementation of SPEC.md §1–§6, §10 and `simulate` (§8).
 
 It exists only to cross-check the fast engine. It shares no code with `streams/`: it keeps
 the full history of every applied event per customer and recomputes every metric from the
@@ -10,8 +10,10 @@ READINGS (where SPEC.md is silent or ambiguous, this is the reading implemented 
  1. Event-file lines. A blank (whitespace-only) line counts as nothing, but it still has a
     line number (offsets are 0-based line numbers of the file). A line that is not JSON is
     `invalid_json`, with source_topic null, key null and the line itself as payload; a line
-    whose object has no input `topic`, or no `value` that is an object or a string, is
-    `schema_violation` with the line as payload (source_topic = the topic if it is a string).
+    whose object has a non-null `value` but no input `topic` is `schema_violation` with that
+    value as payload (its text if a string, else compact JSON; size checked first) and its
+    `customer_id` as key; a line with no (or a null) `value` is `schema_violation` with the
+    line as payload (source_topic = the topic if it is a string).
     For those line-level failures the size check runs first too, on the line's bytes.
  2. Payload. A string `value` is the raw payload. An object `value` is re-serialised as
     compact JSON (separators=(",", ":"), ensure_ascii=False) with every JSON number written
@@ -97,6 +99,13 @@ READINGS (where SPEC.md is silent or ambiguous, this is the reading implemented 
     re-serialised DLQ payload. DLQ `detail` is free text.
 23. `until` earlier than (or equal to) the clock does nothing; with no applied event it does
     nothing either (no customer exists).
+24. Segments (§10). `lifecycle` is `churn_risk` when a balance_drop or external_outflow warning
+    was emitted while the last-activity day (READING 10) was what it is now: as for the dormant
+    spell, a late transaction dated on or before the last activity does not end it.
+    `lifecycle: {}` (or null) means new_days 90. Band edges are read like condition literals
+    (money in yuan, compared in fen). A grid dimension without `names` is named `low`, `mid`,
+    `high` for two bands, else `1` ... `k+1`. Segment steps run only at day boundaries, after
+    the churn warnings of that boundary, with its instant.
 """
 
 from __future__ import annotations
@@ -105,6 +114,7 @@ import base64
 import bisect
 import datetime as dt
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -376,6 +386,48 @@ def parse_condition(text: Any) -> Condition:
     return Condition(text, metric, op, kind, value)
 
 
+@dataclass(frozen=True)
+class Band:
+    """A segment dimension of §10: a metric, its band edges (Fractions, fen for money), names."""
+
+    metric: Metric
+    edges: list[Fraction]
+    names: list[str]
+
+    def score(self, value: int) -> int:
+        if self.metric.base == "inactive_days":  # less is better
+            return 1 + sum(1 for b in self.edges if value < b)
+        return 1 + sum(1 for b in self.edges if value >= b)
+
+
+def parse_band(raw: Any, what: str, with_names: bool) -> Band:
+    if not isinstance(raw, dict) or "metric" not in raw or "bands" not in raw:
+        raise RulesError(f"{what}: expected {{metric, bands}}")
+    metric = parse_metric(str(raw["metric"]))
+    if metric.kind == "attr":
+        raise RulesError(f"{what}: metric {metric.name} is not numeric")
+    edges_raw = raw["bands"]
+    if not isinstance(edges_raw, list) or not edges_raw:
+        raise RulesError(f"{what}.bands: expected a non-empty list")
+    edges = []
+    for e in edges_raw:
+        if isinstance(e, bool) or not NUMBER_LITERAL_RE.fullmatch(str(e)):
+            raise RulesError(f"{what}.bands: {e!r} is not a number")
+        value = Fraction(Decimal(str(e))) * (100 if metric.kind == "money" else 1)
+        if metric.kind == "money" and value.denominator != 1:
+            raise RulesError(f"{what}.bands: {e!r} is not whole fen")
+        edges.append(value)
+    if any(b <= a for a, b in itertools.pairwise(edges)):
+        raise RulesError(f"{what}.bands: not strictly ascending")
+    k = len(edges)
+    names = ["low", "mid", "high"] if k == 2 else [str(i) for i in range(1, k + 2)]
+    if with_names and raw.get("names") is not None:
+        names = [str(n) for n in raw["names"]]
+        if len(names) != k + 1:
+            raise RulesError(f"{what}.names: expected {k + 1} names")
+    return Band(metric, edges, names)
+
+
 @dataclass
 class Tier:
     id: str
@@ -401,6 +453,10 @@ class Rules:
     currencies: dict[str, Fraction]
     max_record_bytes: int
     output_metrics: list[Metric]  # aum + every condition metric, first appearance order
+    # §10: lifecycle new_days (None: not configured), rfm and grid dimensions (None: not configured)
+    new_days: int | None = None
+    rfm: list[Band] | None = None
+    grid: list[Band] | None = None
 
     def tier_index(self, tier_id: str) -> int:
         return [t.id for t in self.tiers].index(tier_id)
@@ -472,7 +528,25 @@ def parse_rules(text: str) -> Rules:
         if currencies[str(code)] <= 0:
             raise RulesError(f"currencies.{code}: rate must be positive")
 
+    seg = _section(doc, "segments")
+    new_days: int | None = None
+    if "lifecycle" in seg:
+        life = seg["lifecycle"] or {}
+        new_days = _int(life.get("new_days", 90), "segments.lifecycle.new_days", 1)
+    rfm = grid = None
+    if "rfm" in seg:
+        raw = seg["rfm"] or {}
+        rfm = [
+            parse_band(raw.get(k), f"segments.rfm.{k}", False) for k in ("recency", "frequency", "monetary")
+        ]
+    if "grid" in seg:
+        raw = seg["grid"] or {}
+        grid = [parse_band(raw.get(k), f"segments.grid.{k}", True) for k in ("value", "activity")]
+
     return Rules(
+        new_days=new_days,
+        rfm=rfm,
+        grid=grid,
         version=str(doc["version"]),
         tz=tz,
         home_bank=home_bank,
@@ -716,6 +790,8 @@ class Customer:
     opportunity_last: dict[str, dt.date] = field(default_factory=dict)  # target tier -> day
     churn_last: dict[str, dt.date] = field(default_factory=dict)  # reason -> day
     dormant_warned_for: dt.date | None = None  # last-activity day of the warned spell
+    risk_warned_for: dt.date | None = None  # last-activity day at the last drop/outflow warning
+    segments: dict[str, str] = field(default_factory=dict)  # §10: value as last published
 
     def __post_init__(self) -> None:
         if self.boundaries_through is None:
@@ -1042,6 +1118,7 @@ class Simulation:
         D = m.D
         if reason != "dormant":
             c.churn_last[reason] = D
+            c.risk_warned_for = m.last_activity_day()
         hvf = self.rules.high_value_from
         if reason == "dormant" and c.tier == 0:
             severity = "low"
@@ -1066,8 +1143,57 @@ class Simulation:
         d = c.boundaries_through + dt.timedelta(days=1)
         while d <= up_to:
             self.evaluate(c, day_start(d, self.rules.tz))
+            self.segments(c, day_start(d, self.rules.tz))
             c.boundaries_through = d
             d += dt.timedelta(days=1)
+
+    def segments(self, c: Customer, instant: dt.datetime) -> None:
+        """§10 at a day boundary: lifecycle, rfm, grid; an output for each that changed."""
+        rules = self.rules
+        m = MetricsAt(c, business_day(instant, rules.tz), rules)
+        values: list[tuple[str, str, list[Metric]]] = []
+        if rules.new_days is not None:
+            last_activity = m.last_activity_day()
+            if c.dormant_warned_for == last_activity:
+                stage = "dormant"
+            elif c.risk_warned_for == last_activity:
+                stage = "churn_risk"
+            elif days_between(m.D, c.first_day) < rules.new_days:
+                stage = "new"
+            else:
+                stage = "active"
+            values.append(("lifecycle", stage, [parse_metric("inactive_days")]))
+        if rules.rfm is not None:
+            r, f, mo = (band.score(m.value(band.metric)) for band in rules.rfm)
+            values.append(("rfm", f"R{r}F{f}M{mo}", [band.metric for band in rules.rfm]))
+        if rules.grid is not None:
+            value_band, activity_band = rules.grid
+            cell = (
+                value_band.names[value_band.score(m.value(value_band.metric)) - 1]
+                + "/"
+                + activity_band.names[activity_band.score(m.value(activity_band.metric)) - 1]
+            )
+            values.append(("grid", cell, [band.metric for band in rules.grid]))
+        for segment, new, read in values:
+            old = c.segments.get(segment)
+            if new == old:
+                continue
+            c.segments[segment] = new
+            names = ["aum"] + [x.name for x in read]
+            metrics = {}
+            for name in names:
+                if name not in metrics:
+                    metrics[name] = m.output(parse_metric(name))
+            self.emit(
+                "customer.segment-changes",
+                {
+                    **self.header("segment_changed", c, [segment, old or "", new], instant),
+                    "segment": segment,
+                    "from": old,
+                    "to": new,
+                    "metrics": metrics,
+                },
+            )
 
     def advance_clock(self, instant: dt.datetime) -> None:
         """Move the clock forward; on a new business day, every known customer catches up."""
@@ -1088,11 +1214,23 @@ class Simulation:
         except ValueError:
             return self.line_failure(lineno, None, line_text, "invalid_json", "the line is not JSON")
         topic = wrapper.get("topic") if isinstance(wrapper, dict) else None
-        if topic not in INPUT_TOPICS or not isinstance(wrapper.get("value"), (str, dict)):
+        value = wrapper.get("value") if isinstance(wrapper, dict) else None
+        if topic not in INPUT_TOPICS and value is not None:
+            if contains_const(wrapper):  # NaN anywhere: the line is not JSON
+                return self.line_failure(lineno, None, line_text, "invalid_json", "the line is not JSON")
+            # READING 1: the value is what a producer would have sent; it is the payload
+            payload = value if isinstance(value, str) else compact_json(value)
+            key = value.get("customer_id") if isinstance(value, dict) else None
+            raw, _ = payload_bytes(payload)
+            if len(raw) > rules.max_record_bytes:
+                return self.dead_letter(
+                    lineno, topic, key, payload, "oversize", f"{len(raw)} bytes > {rules.max_record_bytes}"
+                )
+            return self.dead_letter(lineno, topic, key, payload, "schema_violation", "not an input topic")
+        if topic not in INPUT_TOPICS or value is None:
             return self.line_failure(
                 lineno, topic, line_text, "schema_violation", "the line names no input topic or has no value"
             )
-        value = wrapper["value"]
 
         # Size, then JSON.
         if isinstance(value, str):

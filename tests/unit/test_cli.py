@@ -38,9 +38,9 @@ def test_simulate_writes_outputs_dead_letters_and_stats(tmp_path: Path) -> None:
     assert [x["value"]["offset"] for x in lines] == [2, 3, 4, 5, 6, 7]
     assert {x["topic"] for x in lines} == {"tierstream.dlq"}
     summary = json.loads(stats.read_text())
-    assert set(summary) == {"outcomes", "dead_letters", "tiers", "migrations", "lifecycle", "quadrants"}
-    assert summary["lifecycle"] == {"new": 1, "active": 0, "dormant": 0, "churn_risk": 0}
-    assert summary["quadrants"] == {"low_value_inactive": 1}
+    assert set(summary) == {"outcomes", "dead_letters", "tiers", "migrations", "segments"}
+    # no segments section: the served lifecycle and default grid, counted
+    assert summary["segments"] == {"lifecycle": {"new": 1}, "grid": {"low_value/inactive": 1}}
     assert summary["outcomes"] == {"applied": 4, "duplicate": 0, "dead_letter": 6}
     assert summary["tiers"] == {"ordinary": 1, "gold": 0, "platinum": 0}
     assert "dead letter: invalid_json" in result.stderr  # the human summary

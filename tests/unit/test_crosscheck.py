@@ -86,3 +86,42 @@ def test_random_histories_agree_with_the_reference(lines: list[bytes], grace: in
         "lateness": lateness,
     }
     compare(text, lines, until="2026-06-01T00:00:00+08:00")
+
+
+#: SPEC §10 on top of the base ladder: short new_days, bands every generated bank crosses
+SEGMENTS = """
+segments:
+  lifecycle: {new_days: %(new_days)s}
+  rfm:
+    recency:   {metric: inactive_days, bands: [2, 5, 9]}
+    frequency: {metric: txn_count_7d,  bands: [1, 3]}
+    monetary:  {metric: avg_aum_10d,   bands: [1000, 20000.5, 300000]}
+  grid:
+    value:    {metric: aum,           bands: [50000, 500000], names: [低价值, 中价值, 高价值]}
+    activity: {metric: debit_5d,      bands: [100]}
+"""
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_segments_of_a_generated_bank_agree_with_the_reference(seed: int) -> None:
+    text = BASE_RULES % {"grace": 5, "opp_cooldown": 4, "dormant": 6, "churn_cooldown": 5, "lateness": 3}
+    text += SEGMENTS % {"new_days": 20}
+    lines = bank(10, 40, seed=seed)
+    compare(text, lines, until="2026-03-15T00:00:00+08:00")
+    got, _ = run(parse_rules(text, "crosscheck"), lines, until="2026-03-15T00:00:00+08:00")
+    changes = [v for topic, v in got if topic == "customer.segment-changes"]
+    # not a trivial bank: every segment moved, some more than once, from null first
+    assert {v["segment"] for v in changes} == {"lifecycle", "rfm", "grid"}
+    assert {v["to"] for v in changes if v["segment"] == "lifecycle"} >= {"new", "active"}
+    assert sum(v["from"] is not None for v in changes) > 10
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+@given(histories(), st.integers(1, 12), st.integers(0, 5))
+def test_segments_of_random_histories_agree_with_the_reference(
+    lines: list[bytes], new_days: int, lateness: int
+) -> None:
+    text = BASE_RULES % {"grace": 2, "opp_cooldown": 3, "dormant": 4, "churn_cooldown": 3, "lateness": lateness}
+    compare(text + SEGMENTS % {"new_days": new_days}, lines, until="2026-06-01T00:00:00+08:00")

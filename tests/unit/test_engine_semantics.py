@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 
@@ -465,23 +466,26 @@ def test_a_lone_surrogate_is_dead_lettered_not_a_crash() -> None:
 
 
 def test_lifecycle_moves_new_churn_risk_dormant_and_back() -> None:
-    from tierstream.engine.evaluate import lifecycle, quadrant
+    """Without a segments section the lifecycle and the 2 x 2 grid are served live."""
+
+    def served(engine: Any) -> dict[str, str]:
+        return dict(engine.evaluator.serving_segments(engine.customers["A"]))
 
     rules = make_rules(dormant=20, grace=100)
     book = Book().balance(day(1), "3000000.00").txn(day(2), "10.00").balance(day(3), "10.00")
     _, engine = run(rules, book.encoded())
-    c = engine.customers["A"]
-    assert lifecycle(c) == "churn_risk"  # the balance drop on day 3
-    # high value by the 30-day average (3,000,000 x 2 / 30 = 200,000 >= 50,000), one transaction
-    assert quadrant(engine.evaluator, c) == "high_value_inactive"
+    # the balance drop on day 3; high value by the 30-day average (3,000,000 x 2 / 30 =
+    # 200,000 >= 50,000), one transaction
+    assert served(engine) == {"lifecycle": "churn_risk", "grid": "high_value/inactive"}
     book.txn(day(4), "10.00")
     _, engine = run(rules, book.encoded())
-    assert lifecycle(engine.customers["A"]) == "new"  # activity resumed, within 90 days
+    assert served(engine)["lifecycle"] == "new"  # activity resumed, within 90 days
     _, engine = run(rules, book.encoded(), until=midnight(30))
-    assert lifecycle(engine.customers["A"]) == "dormant"  # 20 days without activity
+    assert served(engine)["lifecycle"] == "dormant"  # 20 days without activity
     book.txn(day(95), "10.00", channel="pos")
     _, engine = run(rules, book.encoded())
-    assert lifecycle(engine.customers["A"]) == "active"  # past 90 days, active again
+    assert served(engine)["lifecycle"] == "active"  # past 90 days, active again
+    assert engine.customers["A"].segments is None  # nothing kept or published without the section
 
 
 def test_segments_are_configurable() -> None:
