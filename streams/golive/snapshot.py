@@ -283,7 +283,7 @@ def _write_files(
         "CREATE TABLE engine_customers AS SELECT * FROM read_csv(?, header=true, all_varchar=true)",
         [str(engine_columns)],
     )
-    extra = "" if minimal else ", e.tier, e.tier_since, e.below_since, e.lifecycle, e.rfm, e.grid"
+    extra = "" if minimal else ", e.tier, e.tier_since, e.below_since, e.lifecycle, e.rfm, e.grid, e.churn_risk"
     queries["customers"] = (
         f"SELECT c.customer_id, c.first_seen, c.last_activity{extra} FROM ({CUSTOMERS_SQL}) c "
         "JOIN engine_customers e USING (customer_id) ORDER BY c.customer_id"
@@ -334,14 +334,15 @@ def _engine_tables(engine: PartitionEngine, rules: Rules, out: Path, minimal: bo
         (out / "cooldowns.engine.csv").open("w", encoding="utf-8", newline="") as g,
     ):
         w, cw = csv.writer(f), csv.writer(g)
-        w.writerow(["customer_id", "tier", "tier_since", "below_since", *SEGMENT_NAMES])
+        w.writerow(["customer_id", "tier", "tier_since", "below_since", *SEGMENT_NAMES, "churn_risk"])
         cw.writerow(["customer_id", "kind", "key", "last_day"])
         for cid in sorted(engine.customers):
             c = engine.customers[cid]
             below = cal.day_text(c.below_since) if c.below_since is not None else ""
             held = engine.evaluator.serving_segments(c)  # as last published (SPEC §10)
             segments = [held.get(name, "") for name in SEGMENT_NAMES]
-            w.writerow([cid, tiers[c.tier], cal.isoformat(c.tier_since), below, *segments])
+            risk = "true" if c.churn_risk else "false"
+            w.writerow([cid, tiers[c.tier], cal.isoformat(c.tier_since), below, *segments, risk])
             for t, day in sorted(c.opp_last.items()):
                 cw.writerow([cid, "opportunity", tiers[t], cal.day_text(day)])
             for reason, day in sorted(c.churn_last.items()):

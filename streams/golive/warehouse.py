@@ -63,6 +63,7 @@ COLUMNS: dict[str, dict[str, tuple[bool, str]]] = {
         "lifecycle": (False, "lifecycle"),
         "rfm": (False, "rfm"),
         "grid": (False, "grid"),
+        "churn_risk": (False, "flag"),  # ours, beyond SPEC §9's table: see docs/going-live.md
     },
     "attributes": {
         "customer_id": (True, "id"),
@@ -262,6 +263,7 @@ def _column_check(snap: WarehouseSnapshot, column: str, spec: tuple[bool, str]) 
             f"@v IN ({', '.join(repr(x) for x in _LIFECYCLES)})",
             "one of " + ", ".join(_LIFECYCLES),
         ),
+        "flag": ("@v IN ('true', 'false')", "true or false"),
         "rfm": _segment_check(snap.rules, "rfm"),
         "grid": _segment_check(snap.rules, "grid"),
         "attr_type": ("@v IN ('number', 'bool', 'string')", "number, bool or string"),
@@ -559,7 +561,7 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
                {_opt(snap, "customers", "tier")}, {_opt(snap, "customers", "tier_since")},
                CAST(CAST({_opt(snap, "customers", "below_since")} AS DATE) - DATE '1970-01-01' AS INTEGER),
                {_opt(snap, "customers", "lifecycle")}, {_opt(snap, "customers", "rfm")},
-               {_opt(snap, "customers", "grid")}
+               {_opt(snap, "customers", "grid")}, {_opt(snap, "customers", "churn_risk")}
         FROM raw_customers ORDER BY customer_id
         """,
     )
@@ -585,7 +587,7 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
     for batch in iter(lambda: customers.fetchmany(CHUNK), []):
         daily = _daily(snap, sizes, lo, lo + len(batch))
         for i, row in enumerate(batch):
-            cid, first_seen, last_activity, tier, tier_since, below_since, lifecycle, rfm, grid = row
+            cid, first_seen, last_activity, tier, tier_since, below_since, lifecycle, rfm, grid, risk = row
             rec = CustomerRecord(
                 customer_id=cid,
                 first_day=first_seen,
@@ -607,7 +609,9 @@ def _records(snap: WarehouseSnapshot) -> Iterator[CustomerRecord]:
                     rec.opportunities[key] = day
                 elif key != "dormant":  # dormant fires once per spell, not by cooldown
                     rec.warnings[key] = day
-            if lifecycle is not None and "lifecycle" not in published:  # the stage at the end of X
+            if risk is not None:
+                rec.churn_risk = risk == "true"
+            elif lifecycle is not None and "lifecycle" not in published:  # the stage at the end of X
                 rec.churn_risk = lifecycle == "churn_risk"
             else:  # a balance-drop or outflow warning since the last activity
                 since = last_activity if last_activity is not None else first_seen - 1

@@ -75,7 +75,7 @@ def test_a_minimal_snapshot_keeps_metrics_and_tiers_after_grace(bank: Lines, tmp
     head, rest = split(bank, end)
     at_cut, full, expected = reference_after_cut(rules, head, rest, end)
     engine = started(rules, snapshot_of(rules, bank, day, tmp_path / "snap", minimal=True), day)
-    not_given = ("tier", "tier_since", "below_since", "opportunities", "warnings", "churn_risk")
+    not_given = ("tier", "tier_since", "below_since", "opportunities", "warnings", "churn_risk", "segments")
     for cid in at_cut.customers:
         assert state_fields(engine, cid, not_given) == state_fields(at_cut, cid, not_given), cid
         c = engine.customers[cid]
@@ -92,6 +92,26 @@ def test_a_minimal_snapshot_keeps_metrics_and_tiers_after_grace(bank: Lines, tmp
 
     later = after_grace(expected)
     assert later and later == after_grace(got)
+    # segments not given are set quietly at the first boundary; rfm and grid read only
+    # metrics, so their changes after it are the same
+    first_boundary = engine.calendar.isoformat(
+        engine.calendar.boundary(engine.calendar.day_from_text(day) + 1)
+    )
+
+    def metric_segments(outputs: list[Any]) -> dict[str, list[tuple[Any, ...]]]:
+        return per_customer(
+            [
+                o
+                for o in outputs
+                if o[0] == "customer.segment-changes"
+                and o[2]["segment"] != "lifecycle"
+                and o[2]["effective_at"] > first_boundary
+            ]
+        )
+
+    assert metric_segments(expected) and metric_segments(expected) == metric_segments(got)
+    quiet = [o for o in got if o[0] == "customer.segment-changes" and o[2]["effective_at"] == first_boundary]
+    assert all(o[2]["from"] is None for o in quiet)  # only customers first seen on the cut-over day
     for cid in full.customers:
         # metrics and the qualified tier at the end: the series and sums are the same
         assert engine.evaluator.qualified(engine.customers[cid]) == full.evaluator.qualified(
