@@ -68,6 +68,13 @@ TOPICS: Final[dict[str, Topic]] = {
         ["relationship managers", "retention team"],
         _CUSTOMER_KEY,
     ),
+    "customer.segment-changes": Topic(
+        "A customer's lifecycle stage, RFM score or value x activity cell changed (at a day boundary; "
+        "only with a segments section in the rules).",
+        ["tierstream workers"],
+        ["marketing", "CRM", "retention team"],
+        _CUSTOMER_KEY,
+    ),
     "tierstream.dlq": Topic(
         "An input record that was not applied, with its error and original payload.",
         ["tierstream workers"],

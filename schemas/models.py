@@ -54,6 +54,7 @@ __all__ = [
     "NotJsonError",
     "Product",
     "ProfileEvent",
+    "SegmentChanged",
     "TierChanged",
     "TransactionEvent",
     "UpgradeOpportunity",
@@ -485,6 +486,34 @@ class ChurnWarning(_OutputEvent):
     )
 
 
+class SegmentChanged(_OutputEvent):
+    """`customer.segment-changes`, keyed by customer_id: a segment (SPEC §10) took a new value at a
+    day boundary (only with a `segments` section in the rules file). At one boundary the segments
+    come in the order lifecycle, rfm, grid. Id fields: segment|from|to (an empty string for a
+    null from)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, serialize_by_alias=True)
+
+    type: Literal["segment_changed"] = Field(description="Always segment_changed.")
+    segment: Literal["lifecycle", "rfm", "grid"] = Field(
+        description=(
+            "lifecycle: dormant, churn_risk, new or active; rfm: R<r>F<f>M<m>, each score 1 ... k+1 "
+            "from the dimension's k bands; grid: <value name>/<activity name>."
+        )
+    )
+    from_: Annotated[str, StringConstraints(strict=True, min_length=1)] | None = Field(
+        alias="from", description="The value before; null the first time (the first boundary after first sight)."
+    )
+    to: Annotated[str, StringConstraints(strict=True, min_length=1)] = Field(description="The new value.")
+    metrics: dict[StrictStr, MetricValue] = Field(
+        description=(
+            "aum plus the metrics the segment reads (inactive_days for lifecycle; recency, frequency, "
+            "monetary for rfm; value, activity for grid), each once. Money as decimal strings with "
+            "exactly 2 decimals, counts and days as integers."
+        )
+    )
+
+
 DeadLetterError = Literal[
     "invalid_json",
     "schema_violation",
@@ -540,6 +569,7 @@ OUTPUT_MODELS: Final[dict[str, type[BaseModel]]] = {
     "tier.changes": TierChanged,
     "tier.opportunities": UpgradeOpportunity,
     "customer.churn-warnings": ChurnWarning,
+    "customer.segment-changes": SegmentChanged,
     "tierstream.dlq": DeadLetter,
 }
 #: Topic name (the schema file's stem) -> the model of its values.

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from typing import Any, TextIO
 
 from .engine.decode import INPUT_TOPICS, guess_key
-from .engine.evaluate import OUTPUT_TOPICS
+from .engine.evaluate import OUTPUT_TOPICS, SEGMENT_CHANGES
 from .engine.jsonio import NotJson, dumps_compact, loads
 from .engine.timeutil import TimestampError, parse_instant
 from .preflight import TopicFacts
@@ -583,7 +583,7 @@ async def capture(settings: Settings, out: TextIO, idle_seconds: float, *, log: 
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
-    names = {settings.topic(t): t for t in OUTPUT_TOPICS}
+    names = {settings.topic(t): t for t in (*OUTPUT_TOPICS, SEGMENT_CHANGES)}  # those that exist
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await _start(admin, settings)
     consumer = AIOKafkaConsumer(

@@ -6,13 +6,15 @@ Secrets are `SecretStr`: never logged, never in a repr.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .engine.decode import INPUT_TOPICS
-from .engine.evaluate import OUTPUT_TOPICS
+from .engine.evaluate import OUTPUT_TOPICS, output_topics
+from .engine.rules import RulesError, load_rules
 from .tables import CUSTOMERS_TABLE, changelog_topic
 
 __all__ = ["CUSTOMERS_TABLE", "Settings"]
@@ -93,7 +95,16 @@ class Settings(BaseSettings):
 
     @property
     def output_topics(self) -> list[str]:
-        return [self.topic(t) for t in OUTPUT_TOPICS]
+        """The outputs the rules write to: customer.segment-changes only with a `segments`
+        section (a deployment without one needs no such topic)."""
+        return [self.topic(t) for t in self._rules_outputs]
+
+    @cached_property
+    def _rules_outputs(self) -> tuple[str, ...]:
+        try:
+            return output_topics(load_rules(self.rules))
+        except RulesError:  # refused where the rules are loaded, with the file and line
+            return OUTPUT_TOPICS
 
     @property
     def changelog_topic(self) -> str:

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from tierstream.dlq import DlqStats, Republish, decode_payload, plan, route
 from tierstream.engine.decode import INPUT_TOPICS
-from tierstream.engine.evaluate import DLQ, OUTPUT_TOPICS
+from tierstream.engine.evaluate import DLQ, OUTPUT_TOPICS, SEGMENT_CHANGES
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules, parse_rules
 from tierstream.metrics import METRIC_NAMES
@@ -132,7 +132,7 @@ def test_compose_topics_match_the_worker() -> None:
     script = "\n".join(services["kafka-init"]["command"])
     partitions = set(re.findall(r"--partitions (\d+)", script))
     assert partitions == {services["worker"]["environment"]["TIERSTREAM_PARTITIONS"]}
-    for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS):
+    for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS, SEGMENT_CHANGES):
         assert re.search(rf"(^|\s){re.escape(topic)}(\s|;|$)", script), f"kafka-init does not create {topic}"
     assert "--if-not-exists" in script
     assert "cleanup.policy=compact" not in script

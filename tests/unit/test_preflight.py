@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -11,9 +12,17 @@ from tierstream.preflight import TopicFacts, assigned_line, check_layout, startu
 from tierstream.settings import Settings
 
 P = "p."
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 BAL, TXN, PRO = f"{P}bank.balances", f"{P}bank.transactions", f"{P}bank.profiles"
 INPUTS = [BAL, TXN, PRO]
-OUTPUTS = [f"{P}tier.changes", f"{P}tier.opportunities", f"{P}customer.churn-warnings", f"{P}tierstream.dlq"]
+#: the default rules (the cmb preset) publish segments, so the worker writes five outputs
+OUTPUTS = [
+    f"{P}tier.changes",
+    f"{P}tier.opportunities",
+    f"{P}customer.churn-warnings",
+    f"{P}tierstream.dlq",
+    f"{P}customer.segment-changes",
+]
 CHANGELOG = "app-customers-changelog"
 
 
@@ -221,3 +230,10 @@ def test_startup_line_names_broker_app_rules_topics_and_store() -> None:
 )
 def test_assigned_line(assigned: list[tuple[str, int]], expected: str) -> None:
     assert assigned_line(settings(), assigned).startswith(expected)
+
+
+def test_rules_without_segments_need_no_segment_topic() -> None:
+    """customer.segment-changes is required only by rules with a `segments` section."""
+    plain = Settings(topic_prefix=P, rules=str(FIXTURES / "examples" / "lifecycle.rules.yaml"))
+    assert plain.output_topics == OUTPUTS[:4]
+    assert settings().output_topics == OUTPUTS

@@ -22,6 +22,7 @@ from tierstream.schemas.models import (
     DeadLetter,
     NotJsonError,
     ProfileEvent,
+    SegmentChanged,
     TierChanged,
     TransactionEvent,
     UpgradeOpportunity,
@@ -39,6 +40,7 @@ TOPICS = {
     "tier.changes": TierChanged,
     "tier.opportunities": UpgradeOpportunity,
     "customer.churn-warnings": ChurnWarning,
+    "customer.segment-changes": SegmentChanged,
     "tierstream.dlq": DeadLetter,
 }
 # SPEC §6: every output carries these, plus the keys of its topic, and no others.
@@ -56,6 +58,7 @@ OUTPUT_KEYS = {
     "tier.opportunities": COMMON_OUTPUT_KEYS
     | {"current_tier", "target_tier", "metric", "value", "threshold", "gap"},
     "customer.churn-warnings": COMMON_OUTPUT_KEYS | {"tier", "reason", "severity", "metrics"},
+    "customer.segment-changes": COMMON_OUTPUT_KEYS | {"segment", "from", "to", "metrics"},
     "tierstream.dlq": {
         "source_topic",
         "partition",
@@ -618,3 +621,30 @@ def test_input_json_dumps_stay_on_the_wire_grammar() -> None:
     profile = ProfileEvent.model_validate(load_exact(json.dumps(PROFILE)))
     # exact (Decimal) attribute numbers are still JSON numbers when dumped
     assert json.loads(profile.model_dump_json())["attributes"] == PROFILE["attributes"]
+
+
+def test_engine_segment_changes_validate_against_the_committed_schema() -> None:
+    """Every segment change `simulate` writes under a preset passes the committed JSON Schema
+    (a third-party validator) and the model, and the model writes it back unchanged."""
+    import io
+
+    import jsonschema
+
+    from tierstream.engine.rules import load_rules
+    from tierstream.generate import generate_events, write_events
+    from tierstream.simulate import simulate
+
+    schema = json.loads((export.JSON_DIR / f"customer.segment-changes{export.SUFFIX}").read_text("utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    sink = io.StringIO()
+    write_events(generate_events(20, 40, 5, None, noise=False, late=False, usd=False), sink)
+    lines = [(i, ln.encode()) for i, ln in enumerate(sink.getvalue().splitlines())]
+    got: list[Any] = []
+    simulate(load_rules("cmb"), lines, got.append, wall=lambda: 0)
+    changes = [value for topic, _, value in got if topic == "customer.segment-changes"]
+    assert {v["segment"] for v in changes} == {"lifecycle", "rfm", "grid"}
+    for value in changes:
+        assert list(validator.iter_errors(value)) == [], value
+        assert SegmentChanged.model_validate(value).model_dump(mode="json") == value
+    assert list(validator.iter_errors({**changes[0], "from": ""}))  # an empty from is not null
+    assert list(validator.iter_errors({**changes[0], "extra": 1}))
