@@ -502,7 +502,8 @@ class SegmentChanged(_OutputEvent):
         )
     )
     from_: Annotated[str, StringConstraints(strict=True, min_length=1)] | None = Field(
-        alias="from", description="The value before; null the first time (the first boundary after first sight)."
+        alias="from",
+        description="The value before; null the first time (the first boundary after first sight).",
     )
     to: Annotated[str, StringConstraints(strict=True, min_length=1)] = Field(description="The new value.")
     metrics: dict[StrictStr, MetricValue] = Field(

@@ -283,7 +283,9 @@ def _write_files(
         "CREATE TABLE engine_customers AS SELECT * FROM read_csv(?, header=true, all_varchar=true)",
         [str(engine_columns)],
     )
-    extra = "" if minimal else ", e.tier, e.tier_since, e.below_since, e.lifecycle, e.rfm, e.grid, e.churn_risk"
+    extra = (
+        "" if minimal else ", e.tier, e.tier_since, e.below_since, e.lifecycle, e.rfm, e.grid, e.churn_risk"
+    )
     queries["customers"] = (
         f"SELECT c.customer_id, c.first_seen, c.last_activity{extra} FROM ({CUSTOMERS_SQL}) c "
         "JOIN engine_customers e USING (customer_id) ORDER BY c.customer_id"

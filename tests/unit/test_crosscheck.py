@@ -123,5 +123,11 @@ def test_segments_of_a_generated_bank_agree_with_the_reference(seed: int) -> Non
 def test_segments_of_random_histories_agree_with_the_reference(
     lines: list[bytes], new_days: int, lateness: int
 ) -> None:
-    text = BASE_RULES % {"grace": 2, "opp_cooldown": 3, "dormant": 4, "churn_cooldown": 3, "lateness": lateness}
+    text = BASE_RULES % {
+        "grace": 2,
+        "opp_cooldown": 3,
+        "dormant": 4,
+        "churn_cooldown": 3,
+        "lateness": lateness,
+    }
     compare(text + SEGMENTS % {"new_days": new_days}, lines, until="2026-06-01T00:00:00+08:00")
