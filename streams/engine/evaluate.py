@@ -232,6 +232,62 @@ class Evaluator:
                 out[name] = self.serving_grid(c)
         return out
 
+    def segment_breakdown(self, c: Customer) -> dict[str, Any]:
+        """Why each served segment has its value (`explain`): the value as last published (or
+        served live), what the next boundary would give from today's figures, and for each
+        dimension its metric, value, score and the band edges around that value."""
+        served = self.serving_segments(c)
+        published = {name for _, name, _, _ in self.segment_steps}
+        segments = self.rules.segments
+        out: dict[str, Any] = {}
+        for name in SEGMENT_NAMES:
+            if name not in served and name not in published:
+                continue
+            entry: dict[str, Any] = {"value": served.get(name), "published": name in published}
+            if name == "lifecycle":
+                new_days = segments.new_days if segments and segments.new_days else NEW_CUSTOMER_DAYS
+                entry["now"] = self._lifecycle(new_days)(c)
+                entry["reads"] = {
+                    "dormant_warned_this_spell": c.dormant_fired,
+                    "churn_risk": c.churn_risk,
+                    "days_since_first_seen": c.day - c.first_day,
+                    "new_days": new_days,
+                    "inactive_days": self.getters["inactive_days"](c),
+                }
+            else:
+                dims = (segments.rfm if name == "rfm" else segments.grid) if segments else None
+                if dims is None:
+                    dims = self.rules.serving_grid()
+                compute = self._rfm(dims) if name == "rfm" else self._grid(dims)  # type: ignore[arg-type]
+                entry["now"] = compute(c)
+                entry["dimensions"] = [self._dimension_detail(d, c) for d in dims]
+            out[name] = entry
+        return out
+
+    def _dimension_detail(self, d: Dimension, c: Customer) -> dict[str, Any]:
+        value = self.getters[d.metric.name](c)
+        score = d.score(value)
+        low, high = d.band_edges(score)
+
+        def shown(x: Any) -> Any:
+            if x is None:
+                return None
+            if d.metric.is_money:
+                return format_fen(x)
+            if isinstance(x, Decimal):  # a decimal band edge of a count
+                return int(x) if x == x.to_integral_value() else str(x)
+            return x
+
+        return {
+            "role": d.role,
+            "metric": d.metric.name,
+            "value": shown(value),
+            "score": score,
+            "name": d.names[score - 1],
+            "band": {"from": shown(low), "below": shown(high)},
+            "order": "less is better" if d.less_is_better else "more is better",
+        }
+
     def _getter(self, m: Metric) -> Getter:
         ledger = self.ledger
         kind = m.kind

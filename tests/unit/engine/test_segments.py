@@ -216,3 +216,30 @@ def test_a_stored_value_the_rules_cannot_give_is_set_again_quietly() -> None:
     record.segments = {"lifecycle": "new", "rfm": "R9F9M9", "grid": ""}
     c = engine.seed(record)
     assert c.segments == ["new", "", ""]
+
+
+def test_the_breakdown_shows_each_dimension_its_score_and_the_band_around_it() -> None:
+    book = Book().balance(day(1), "60000.00").txn(day(1), "10.00")
+    _, engine = run(rules_with(), book.encoded(), until=day(2, "00:00:00"))
+    doc = engine.evaluator.segment_breakdown(engine.customers["A"])
+    assert list(doc) == ["lifecycle", "rfm", "grid"]
+    assert doc["lifecycle"]["value"] == doc["lifecycle"]["now"] == "new"
+    assert doc["lifecycle"]["reads"]["new_days"] == 10
+    recency, frequency, monetary = doc["rfm"]["dimensions"]
+    assert recency == {
+        "role": "recency",
+        "metric": "inactive_days",
+        "value": 1,
+        "score": 5,
+        "name": "5",
+        "band": {"from": None, "below": 7},
+        "order": "less is better",
+    }
+    assert (frequency["score"], frequency["band"]) == (1, {"from": None, "below": 2})
+    assert (monetary["value"], monetary["band"]) == ("4000.00", {"from": None, "below": "10000.00"})
+    value, activity = doc["grid"]["dimensions"]
+    assert (value["name"], value["band"]) == ("中价值", {"from": "50000.00", "below": "500000.00"})
+    assert doc["grid"]["value"] == "中价值/low"
+    plain = run(parse_rules(BASE_RULES % PARAMS), book.encoded())[1]
+    served = plain.evaluator.segment_breakdown(plain.customers["A"])
+    assert list(served) == ["lifecycle", "grid"] and not served["grid"]["published"]
