@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
@@ -134,6 +135,9 @@ class Evaluator:
             if segments.grid is not None:
                 self.segment_steps.append((2, "grid", self._grid(segments.grid), _read_by(segments.grid)))
         self.default_lifecycle = self._lifecycle(NEW_CUSTOMER_DAYS)
+        #: every segment change, quiet ones included, as (segment, old or None, new): the
+        #: worker drains it into its per-value counts (the customers-by-segment gauge)
+        self.segment_moves: Counter[tuple[str, str | None, str]] = Counter()
 
     def _test(self, cond: Condition) -> Callable[[Customer], bool]:
         """A predicate for one condition; only attributes need the same-kind check.
@@ -206,6 +210,7 @@ class Evaluator:
             if new == old:
                 continue
             values[index] = new
+            self.segment_moves[(name, old or None, new)] += 1
             if old == UNSET_QUIETLY:
                 continue
             value = self._envelope("segment_changed", customer_id, [name, old or "", new], instant)

@@ -342,6 +342,16 @@ class PartitionEngine:
         return to_record(customer_id, self.customers[customer_id], self.ledger, self.rules.tier_ids)
 
     # ------------------------------------------------------------------ summary
+    def segment_counts(self) -> dict[str, dict[str, int]]:
+        """Customers per value of each published segment (those with a value set)."""
+        counts: dict[str, Counter[str]] = {name: Counter() for name in self.rules.published_segments()}
+        for c in self.customers.values():
+            for index, name in enumerate(SEGMENT_NAMES):
+                value = c.segments[index] if c.segments is not None else None
+                if value and name in counts:
+                    counts[name][value] += 1
+        return {name: dict(sorted(n.items())) for name, n in counts.items()}
+
     def tier_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(self.rules.tier_ids, 0)
         ids = self.rules.tier_ids

@@ -239,7 +239,24 @@ def test_the_breakdown_shows_each_dimension_its_score_and_the_band_around_it() -
     assert (monetary["value"], monetary["band"]) == ("4000.00", {"from": None, "below": "10000.00"})
     value, activity = doc["grid"]["dimensions"]
     assert (value["name"], value["band"]) == ("中价值", {"from": "50000.00", "below": "500000.00"})
+    assert (activity["metric"], activity["name"]) == ("txn_count_30d", "low")
     assert doc["grid"]["value"] == "中价值/low"
     plain = run(parse_rules(BASE_RULES % PARAMS), book.encoded())[1]
     served = plain.evaluator.segment_breakdown(plain.customers["A"])
     assert list(served) == ["lifecycle", "grid"] and not served["grid"]["published"]
+
+
+def test_moves_and_counts_agree_including_quiet_sets() -> None:
+    book = Book().balance(day(1), "60000.00").txn(day(1), "10.00")
+    book.balance(day(1), "900000.00", customer="B")
+    _, engine = run(rules_with(), book.encoded(), until=day(3, "00:00:00"))
+    counts = engine.segment_counts()
+    assert counts["lifecycle"] == {"new": 2}
+    assert sum(counts["grid"].values()) == 2 and counts["grid"]["高价值/low"] == 1
+    # replaying the moves from nothing gives the same counts
+    replayed: dict[str, dict[str, int]] = {"lifecycle": {}, "rfm": {}, "grid": {}}
+    for (segment, old, new), n in engine.evaluator.segment_moves.items():
+        if old is not None:
+            replayed[segment][old] = replayed[segment].get(old, 0) - n
+        replayed[segment][new] = replayed[segment].get(new, 0) + n
+    assert {s: {v: n for v, n in vals.items() if n} for s, vals in replayed.items()} == counts
