@@ -499,7 +499,7 @@ def run(
     TIERSTREAM_PARTITIONS partitions, and an existing changelog must have as many.
     """
     from .kafkaio import KafkaIOError
-    from .runner import TopicsRefused, run_worker
+    from .worker.run import TopicsRefused, run_worker
 
     settings = _settings_from(
         {

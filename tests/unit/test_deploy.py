@@ -18,9 +18,9 @@ from tierstream.engine.decode import INPUT_TOPICS
 from tierstream.engine.evaluate import DLQ, OUTPUT_TOPICS
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules, parse_rules
-from tierstream.metrics import METRIC_NAMES
 from tierstream.settings import Settings
 from tierstream.simulate import output_line
+from tierstream.worker.metrics import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -1,4 +1,4 @@
-"""The Faust application: configuration only. The agent lives in `tierstream.worker`."""
+"""The Faust application: configuration only. The agent lives in `tierstream.worker.wiring`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import faust
 
-from .kafkaio import broker_ssl_context
-from .settings import Settings
+from ..kafkaio import broker_ssl_context
+from ..settings import Settings
 
 
 def broker_credentials(settings: Settings) -> Any:

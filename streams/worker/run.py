@@ -9,12 +9,12 @@ from typing import Any
 
 import faust
 
+from ..engine.rules import Rules
+from ..kafkaio import describe_topics, ensure_topics
+from ..preflight import LIFECYCLE_LOGGER, TopicFacts, Verdict, check_layout, startup_line
+from ..settings import CUSTOMERS_TABLE, Settings
 from .app import create_app
-from .engine.rules import Rules
-from .kafkaio import describe_topics, ensure_topics
-from .preflight import LIFECYCLE_LOGGER, TopicFacts, Verdict, check_layout, startup_line
-from .settings import CUSTOMERS_TABLE, Settings
-from .worker import Worker
+from .wiring import Worker
 
 lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
 
@@ -32,12 +32,6 @@ def build(settings: Settings, rules: Rules) -> tuple[faust.App, Worker]:
     worker = Worker(app, settings, rules)
     worker.install()
     return app, worker
-
-
-def prepare_topics(settings: Settings) -> None:
-    """Inputs co-partitioned with the tables; outputs keyed the same way."""
-    names = settings.input_topics + settings.output_topics
-    asyncio.run(ensure_topics(settings, names, settings.partitions))
 
 
 def stored_partitions(settings: Settings, app: faust.App) -> tuple[Path, set[int]]:
