@@ -18,9 +18,9 @@ from tests.golive import Lines, reference_after_cut, run_lines, split, started
 from tierstream.engine.evaluate import Output
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules
-from tierstream.generate import generate_events, write_events
 from tierstream.golive.snapshot import write_snapshot
-from tierstream.simulate import read_lines
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.simulate import read_lines
 
 
 def counts(

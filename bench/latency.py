@@ -25,7 +25,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.stack import LocalStack, WorkerProcess, metrics_text, report
-from tierstream.generate import generate_events
+from tierstream.tools.generate import generate_events
 
 OUTPUT_TOPICS = ("tier.changes", "tier.opportunities", "customer.churn-warnings")
 US = 1_000_000

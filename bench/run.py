@@ -25,8 +25,8 @@ from typing import Any
 
 from tierstream.engine import codec
 from tierstream.engine.rules import load_rules
-from tierstream.generate import generate_events, write_events
-from tierstream.simulate import output_line, read_lines, simulate
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.simulate import output_line, read_lines, simulate
 
 HERE = Path(__file__).parent
 Row = tuple[str, str, str, bool | None]
@@ -83,7 +83,7 @@ import json, time
 from bench.run import state_bytes
 from tierstream.engine.rules import load_rules
 from tierstream.engine.partition import PartitionEngine
-from tierstream.generate import generate_events
+from tierstream.tools.generate import generate_events
 from tierstream.engine.jsonio import loads
 import orjson
 engine = PartitionEngine(load_rules({rules!r}))

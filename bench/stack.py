@@ -14,9 +14,9 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from tierstream.kafkaio import ensure_topics
-from tierstream.localstack import Proc, free_port, start_broker, start_redis
+from tierstream.broker import ensure_topics
 from tierstream.settings import Settings
+from tierstream.testing.localstack import Proc, free_port, start_broker, start_redis
 
 
 def report(name: str, result: dict[str, object]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from tierstream.engine.rules import Rules, parse_rules
 from tierstream.engine.timeutil import parse_instant
-from tierstream.simulate import feed_line, simulate
+from tierstream.tools.simulate import feed_line, simulate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -74,7 +74,7 @@ def state_fields(engine: PartitionEngine, cid: str, skip: tuple[str, ...] = ()) 
 def run_lines(
     rules: Rules, lines: Lines, engine: PartitionEngine | None = None
 ) -> tuple[PartitionEngine, list[Output]]:
-    from tierstream.simulate import simulate
+    from tierstream.tools.simulate import simulate
 
     out: list[Output] = []
     engine = simulate(rules, lines, out.append, engine=engine)
@@ -91,7 +91,7 @@ def reference_after_cut(
     full, _ = run_lines(rules, head)
     full.advance_clock(end_of_day)
     outputs: list[Output] = []
-    from tierstream.simulate import simulate
+    from tierstream.tools.simulate import simulate
 
     simulate(rules, rest, outputs.append, engine=full)
     return at_cut, full, outputs

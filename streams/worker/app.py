@@ -6,7 +6,7 @@ from typing import Any
 
 import faust
 
-from ..kafkaio import broker_ssl_context
+from ..broker import broker_ssl_context
 from ..settings import Settings
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import faust
 
+from ..broker import describe_topics, ensure_topics
 from ..engine.rules import Rules
-from ..kafkaio import describe_topics, ensure_topics
 from ..preflight import LIFECYCLE_LOGGER, TopicFacts, Verdict, check_layout, startup_line
 from ..settings import CUSTOMERS_TABLE, Settings
 from .app import create_app

@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
+from ..contract import MARKER_PREFIX, marker_key, marker_value
 from ..engine import codec
 from ..engine.ledger import Customer, SeriesSpec
 from ..engine.partition import PartitionEngine
-from ..tables import MARKER_PREFIX, marker_key, marker_value
 
 
 class CustomerStore(MutableMapping[str, Customer]):

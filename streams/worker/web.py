@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
-from ..explain import explain
 from ..serving import customer_fields
+from ..tools.explain import explain
 
 if TYPE_CHECKING:
     from .wiring import Worker

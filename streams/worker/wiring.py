@@ -30,6 +30,7 @@ import faust
 import orjson
 from faust.types import TP
 
+from ..contract import CUSTOMERS_TABLE, marker_key
 from ..engine import codec
 from ..engine.decode import INPUT_TOPICS
 from ..engine.evaluate import DLQ, TIER_CHANGES, Output, series_specs
@@ -39,14 +40,13 @@ from ..engine.partitioner import partition_for
 from ..engine.rules import Rules
 from ..engine.timeutil import US_PER_SECOND, wall_clock_us
 from ..preflight import LIFECYCLE_LOGGER, assigned_line
-from ..routing import RoutingCheck
 from ..settings import Settings
-from ..tables import CUSTOMERS_TABLE, marker_key
 from . import merge
 from .cache import RedisServing
 from .commit import Checkpoint, Write
 from .compat import changelog_callback, routed_to, tune_fetch
 from .metrics import WorkerMetrics
+from .routing import RoutingCheck
 from .store import CustomerStore, Partition, ShapeMismatch, load_marker, marker_of
 from .web import Pages
 

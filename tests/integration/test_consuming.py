@@ -16,9 +16,9 @@ from uuid import uuid4
 
 import pytest
 
-from tierstream.kafkaio import client_kwargs
-from tierstream.localstack import ensure_topics
+from tierstream.broker import client_kwargs
 from tierstream.settings import Settings
+from tierstream.testing.localstack import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,9 @@ from tierstream.engine.partitioner import partition_for
 from tierstream.engine.rules import load_rules
 from tierstream.golive.load import open_source
 from tierstream.golive.snapshot import write_snapshot
-from tierstream.localstack import free_port
 from tierstream.settings import Settings
-from tierstream.simulate import output_line, read_lines, simulate
+from tierstream.testing.localstack import free_port
+from tierstream.tools.simulate import output_line, read_lines, simulate
 
 pytestmark = pytest.mark.integration
 RULES = "cmb"

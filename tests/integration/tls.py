@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierstream.localstack import HOST, LocalStackError, Proc, _accepts, broker_binary, free_port
+from tierstream.testing.localstack import HOST, LocalStackError, Proc, _accepts, broker_binary, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_REDIS = Path("/usr/bin/redis-server")

@@ -15,7 +15,7 @@ import pytest
 from bench.baseline import compare, engine_figures, nightly_batch, run_engine
 from tests.conftest import Book
 from tierstream.engine.rules import load_rules
-from tierstream.generate import generate_events, write_events
+from tierstream.tools.generate import generate_events, write_events
 
 
 def _bank(path: Path, *, noise: bool = False, late: bool = False) -> Path:

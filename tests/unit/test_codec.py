@@ -14,7 +14,7 @@ from tierstream.engine import codec
 from tierstream.engine.evaluate import series_specs
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules, parse_rules
-from tierstream.simulate import feed_line
+from tierstream.tools.simulate import feed_line
 
 
 @settings(max_examples=40, deadline=None)

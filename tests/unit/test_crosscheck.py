@@ -20,7 +20,7 @@ from tests.conftest import BASE_RULES, run
 from tests.reference.literal import reference_simulate
 from tests.unit.test_properties import histories
 from tierstream.engine.rules import parse_rules
-from tierstream.generate import generate_events, write_events
+from tierstream.tools.generate import generate_events, write_events
 
 
 def grouped(outputs: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, list[Any]], list[Any]]:

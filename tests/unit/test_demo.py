@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tierstream.demo import Demo
+from tierstream.testing.demo import Demo
 
 
 def render(demo: Demo, height: int) -> str:

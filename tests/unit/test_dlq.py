@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_rules
-from tierstream.dlq import Checker, DlqStats, Refused, Republish, check_file, plan, vet
 from tierstream.engine.decode import BadRecord
 from tierstream.engine.evaluate import DLQ
 from tierstream.engine.rules import load_rules
 from tierstream.engine.timeutil import parse_instant
-from tierstream.localstack import free_port
+from tierstream.testing.localstack import free_port
+from tierstream.tools.dlq import Checker, DlqStats, Refused, Republish, check_file, plan, vet
 
 NOW = parse_instant("2026-03-02T12:00:00+08:00")
 BALANCE = {

@@ -440,7 +440,7 @@ def test_negative_asset_balances_count() -> None:
 
 def test_decimal_attributes_are_written_as_json_numbers() -> None:
     from tierstream.engine.rules import load_rules
-    from tierstream.simulate import output_line
+    from tierstream.tools.simulate import output_line
 
     rules = load_rules("psbc")
     lines = [

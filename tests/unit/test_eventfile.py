@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIXTURES
-from tierstream.eventfile import OverlongLine, check_event_file, read_lines
+from tierstream.tools.eventfile import OverlongLine, check_event_file, read_lines
 
 EVENTS = FIXTURES / "examples" / "lifecycle.events.jsonl"
 
@@ -89,7 +89,7 @@ def test_simulate_refuses_a_gzip_file_and_warns_on_an_empty_or_non_json_one(tmp_
 def test_progress_is_shown_only_on_a_terminal_and_changes_no_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tierstream.eventfile import progress_lines
+    from tierstream.tools.eventfile import progress_lines
 
     with EVENTS.open("rb") as f:
         plain = list(read_lines(f))

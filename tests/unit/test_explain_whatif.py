@@ -11,10 +11,10 @@ import pytest
 from tests.conftest import FIXTURES, Book
 from tierstream.engine.rules import load_rules, parse_rules
 from tierstream.engine.timeutil import parse_instant
-from tierstream.explain import explain, replay_until
-from tierstream.generate import generate_events, write_events
-from tierstream.simulate import read_lines
-from tierstream.whatif import plot, run_whatif, write_csv
+from tierstream.tools.explain import explain, replay_until
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.simulate import read_lines
+from tierstream.tools.whatif import plot, run_whatif, write_csv
 
 EXAMPLES = FIXTURES / "examples"
 EXPECTED = [json.loads(x) for x in (EXAMPLES / "lifecycle.expected.jsonl").read_text().splitlines()]

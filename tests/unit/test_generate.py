@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tierstream.generate import generate_events, write_events
+from tierstream.tools.generate import generate_events, write_events
 
 INPUTS = {"bank.balances", "bank.transactions", "bank.profiles"}
 ASSETS = {"deposit", "time_deposit", "wealth", "fund", "insurance"}
@@ -275,7 +275,7 @@ def test_bad_records_cover_the_dead_letter_reasons() -> None:
 
 
 def test_oversize_records_are_rare_but_exist() -> None:
-    from tierstream.generate import _oversize
+    from tierstream.tools.generate import _oversize
 
     line = _oversize(1, {"customer_id": "C000007", "ts": "2026-01-01T00:00:00+08:00"})
     assert len(line["value"].encode()) > 65_536

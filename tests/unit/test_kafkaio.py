@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tierstream.broker import KafkaIOError, client_kwargs
 from tierstream.engine.jsonio import dumps_compact, loads
 from tierstream.engine.timeutil import parse_instant
-from tierstream.kafkaio import KafkaIOError, _compact, _shift_raw, client_kwargs, format_shifted
-from tierstream.localstack import free_port
 from tierstream.settings import Settings
+from tierstream.testing.localstack import free_port
+from tierstream.tools.kafkaio import _compact, _shift_raw, format_shifted
 
 
 @pytest.mark.parametrize(

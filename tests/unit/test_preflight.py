@@ -13,7 +13,12 @@ from tierstream.settings import Settings
 P = "p."
 BAL, TXN, PRO = f"{P}bank.balances", f"{P}bank.transactions", f"{P}bank.profiles"
 INPUTS = [BAL, TXN, PRO]
-OUTPUTS = [f"{P}tier.changes", f"{P}tier.opportunities", f"{P}customer.churn-warnings", f"{P}tierstream.dlq"]
+OUTPUTS = [
+    f"{P}tier.changes",
+    f"{P}tier.opportunities",
+    f"{P}customer.churn-warnings",
+    f"{P}tierstream.dlq",
+]
 CHANGELOG = "app-customers-changelog"
 
 

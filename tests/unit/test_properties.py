@@ -15,7 +15,7 @@ from tests.strategies import histories, ts
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules
 from tierstream.engine.timeutil import parse_instant
-from tierstream.simulate import feed_line, output_line, simulate
+from tierstream.tools.simulate import feed_line, output_line, simulate
 
 
 def per_customer(outputs: list[tuple[str, str, dict[str, Any]]]) -> dict[str, list[Any]]:

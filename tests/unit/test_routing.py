@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tierstream.engine.partitioner import partition_for
-from tierstream.routing import RoutingCheck
+from tierstream.worker.routing import RoutingCheck
 
 
 def test_a_record_on_the_predicted_partition_passes_and_another_is_named() -> None:

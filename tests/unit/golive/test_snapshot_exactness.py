@@ -23,9 +23,9 @@ from tests.golive import (
 from tests.strategies import START, histories
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import Rules, load_rules
-from tierstream.generate import generate_events, write_events
 from tierstream.golive.snapshot import write_snapshot
-from tierstream.simulate import read_lines
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.simulate import read_lines
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from collections import deque
 
 import pytest
 
+from tierstream.contract import marker_key
 from tierstream.engine import codec
 from tierstream.engine.evaluate import series_specs
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import Rules, load_rules
-from tierstream.tables import marker_key
 from tierstream.worker.store import CustomerStore, Partition, ShapeMismatch, load_marker, marker_of
 
 TOPICS = {"t.balances": 0, "t.transactions": 1, "t.profiles": 2}

@@ -8,12 +8,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from ..engine import decode as d
+from ..engine.evaluate import Output, lifecycle, quadrant
+from ..engine.jsonio import NotJson, dumps_compact, loads
+from ..engine.partition import PartitionEngine
+from ..engine.rules import Rules
 from . import eventfile
-from .engine import decode as d
-from .engine.evaluate import Output, lifecycle, quadrant
-from .engine.jsonio import NotJson, dumps_compact, loads
-from .engine.partition import PartitionEngine
-from .engine.rules import Rules
 from .eventfile import DEFAULT_MAX_LINE, OverlongLine
 
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import orjson
 
-from .engine import codec
-from .engine.partition import PartitionEngine
-from .engine.rules import Rules
-from .kafkaio import _start, client_kwargs
-from .serving import CUSTOMER_KEY, EPOCH_KEY, TIER_COUNTS_KEY, customer_fields, redis_client
-from .settings import Settings
-from .tables import MARKER_PREFIX
+from ..broker import client_kwargs, start_client
+from ..contract import MARKER_PREFIX
+from ..engine import codec
+from ..engine.partition import PartitionEngine
+from ..engine.rules import Rules
+from ..serving import CUSTOMER_KEY, EPOCH_KEY, TIER_COUNTS_KEY, customer_fields, redis_client
+from ..settings import Settings
 
 
 async def read_changelog(settings: Settings, idle_seconds: float = 2.0) -> dict[bytes, bytes]:
@@ -28,7 +28,7 @@ async def read_changelog(settings: Settings, idle_seconds: float = 2.0) -> dict[
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest"
     )
-    await _start(consumer, settings)  # a broker that is down: one line, the consumer closed
+    await start_client(consumer, settings)  # a broker that is down: one line, the consumer closed
     latest: dict[bytes, bytes] = {}
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -37,7 +37,7 @@ async def read_changelog(settings: Settings, idle_seconds: float = 2.0) -> dict[
             consumer = AIOKafkaConsumer(
                 **client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest"
             )
-            await _start(consumer, settings)
+            await start_client(consumer, settings)
             await consumer.topics()
             partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

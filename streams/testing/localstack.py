@@ -324,6 +324,6 @@ async def ensure_topics(settings_or_bootstrap: Any, names: Sequence[str], partit
     topic a client asks about, with 4 partitions, whatever the tables expect.
     `settings_or_bootstrap` is a Settings, a "host:port" string (or kafka:// URL), or a list.
     """
-    from .kafkaio import ensure_topics as create
+    from ..broker import ensure_topics as create
 
     return await create(settings_or_bootstrap, names, partitions)

@@ -9,7 +9,7 @@ each customer id once is enough to notice such a producer.
 
 from __future__ import annotations
 
-from .engine.partitioner import partitioner
+from ..engine.partitioner import partitioner
 
 
 class RoutingCheck:

@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .engine.decode import (
+from ..broker import input_producer
+from ..engine.decode import (
     FUTURE_TIMESTAMP,
     INPUT_TOPICS,
     INVALID_JSON,
@@ -39,13 +40,12 @@ from .engine.decode import (
     Decoder,
     guess_customer,
 )
-from .engine.evaluate import DLQ
-from .engine.jsonio import NotJson, loads
-from .engine.partition import FUTURE_TOLERANCE_US
-from .engine.rules import Rules
-from .engine.timeutil import wall_clock_us
-from .kafkaio import input_producer
-from .settings import Settings
+from ..engine.evaluate import DLQ
+from ..engine.jsonio import NotJson, loads
+from ..engine.partition import FUTURE_TOLERANCE_US
+from ..engine.rules import Rules
+from ..engine.timeutil import wall_clock_us
+from ..settings import Settings
 
 __all__ = [
     "Checker",

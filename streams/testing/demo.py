@@ -42,11 +42,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .engine.rules import load_rules
-from .generate import generate_events
-from .kafkaio import ensure_topics
+from ..broker import ensure_topics
+from ..engine.rules import load_rules
+from ..settings import Settings
+from ..tools.generate import generate_events
 from .localstack import Proc, free_port, start_broker, start_redis
-from .settings import Settings
 
 CUSTOMERS, DAYS, RATE = 3000, 60, 1500
 #: Feed lines kept per topic (the panels show as many as the screen has rows for).
@@ -193,7 +193,7 @@ class Demo:
 
     async def replay(self, settings: Settings) -> None:
         """Generate the bank and publish it as it is made (a time-lapse at RATE events/s)."""
-        from .kafkaio import replay
+        from ..tools.kafkaio import replay
 
         self.status = (
             f"replaying a generated bank ({self.customers:,} customers × {self.days} days) "

@@ -14,11 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .engine.rules import Rules, RulesError, load_rules
-from .engine.timeutil import TimestampError, parse_instant, wall_clock_us
+from ..engine.rules import Rules, RulesError, load_rules
+from ..engine.timeutil import TimestampError, parse_instant, wall_clock_us
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 app = typer.Typer(
     name="tierstream",
@@ -39,7 +39,7 @@ err = Console(stderr=True)
 
 def _print_version(value: bool) -> None:
     if value:
-        from .clihelp import version
+        from .help import version
 
         print(f"tierstream {version()}")
         raise typer.Exit(0)
@@ -100,7 +100,7 @@ def _event_file_or_fail(problem: tuple[str, str] | None) -> None:
 
 
 def _warn_if_not_events(path: Path, summary: dict[str, Any]) -> None:
-    from .eventfile import not_events_warning
+    from ..tools.eventfile import not_events_warning
 
     warning = not_events_warning(path, summary)
     if warning:
@@ -109,7 +109,7 @@ def _warn_if_not_events(path: Path, summary: dict[str, Any]) -> None:
 
 def _open_out(path: Path | None, stack: ExitStack) -> TextIO:
     """The output file, written beside the target and renamed over it at the end (safeio)."""
-    from .safeio import atomic_text
+    from ..safeio import atomic_text
 
     try:
         return stack.enter_context(atomic_text(path))
@@ -119,7 +119,7 @@ def _open_out(path: Path | None, stack: ExitStack) -> TextIO:
 
 def _check_outputs(outputs: Iterable[Any], inputs: Iterable[Path] = ()) -> None:
     """Every output path checked before the run starts (safeio.check_outputs)."""
-    from .safeio import OutputRefused, check_outputs
+    from ..safeio import OutputRefused, check_outputs
 
     try:
         check_outputs(outputs, inputs)
@@ -160,14 +160,14 @@ def simulate(
     ] = None,
 ) -> None:
     """Run the engine over an event file, with no broker; outputs as an event file."""
-    from .engine.evaluate import Output
-    from .engine.partition import PartitionEngine
-    from .eventfile import check_event_file, progress_lines
-    from .safeio import Output as Out
-    from .safeio import atomic_path
-    from .simulate import max_line_bytes, output_line, read_lines
-    from .simulate import simulate as run
-    from .simulate import stats as summarize
+    from ..engine.evaluate import Output
+    from ..engine.partition import PartitionEngine
+    from ..safeio import Output as Out
+    from ..safeio import atomic_path
+    from ..tools.eventfile import check_event_file, progress_lines
+    from ..tools.simulate import max_line_bytes, output_line, read_lines
+    from ..tools.simulate import simulate as run
+    from ..tools.simulate import stats as summarize
 
     loaded = _rules(rules)
     until_us, now_us = _instant(until, "--until"), _instant(now, "--now")
@@ -211,7 +211,7 @@ def _check_new_dir(path: Path, flag: str) -> None:
 
 
 def _start_from(engine: Any, rules: Rules, directory: Path, as_of: str | None) -> None:
-    from .golive.load import open_source, start_engine
+    from ..golive.load import open_source, start_engine
 
     try:
         source = open_source(directory, rules, as_of)
@@ -226,8 +226,8 @@ def _start_from(engine: Any, rules: Rules, directory: Path, as_of: str | None) -
 
 
 def _export_engine(engine: Any, rules: Rules, out: Path) -> None:
-    from .golive import statefile
-    from .golive.export import engine_manifest
+    from ..golive import statefile
+    from ..golive.export import engine_manifest
 
     work = statefile.atomic_dir(out)
     try:
@@ -284,7 +284,7 @@ def generate(
     out: Annotated[Path | None, typer.Option("--out", help="Output file (default stdout).")] = None,
 ) -> None:
     """A realistic synthetic bank as an event file, in time order, streamed."""
-    from .generate import generate_events, write_events
+    from ..tools.generate import generate_events, write_events
 
     first: date | None = None
     if start is not None:
@@ -292,7 +292,7 @@ def generate(
             first = date.fromisoformat(start)
         except ValueError:
             fail(f"--start: {start!r} is not a date like 2026-01-01")
-    from .safeio import Output as Out
+    from ..safeio import Output as Out
 
     _check_outputs([Out("--out", out)])
     with ExitStack() as stack:
@@ -323,8 +323,8 @@ def snapshot(
     ] = None,
 ) -> None:
     """Write the warehouse snapshot (SPEC §9) of an event file's records up to a cut."""
-    from .golive.snapshot import write_snapshot
-    from .simulate import read_lines
+    from ..golive.snapshot import write_snapshot
+    from ..tools.simulate import read_lines
 
     loaded = _rules(rules)
     if fmt not in ("csv", "parquet"):
@@ -337,7 +337,7 @@ def snapshot(
         source = stack.enter_context(_open_in(events))
         tail_file = None
         if tail is not None:  # written beside, renamed at the end (safeio): never left half-written
-            from .safeio import atomic_path
+            from ..safeio import atomic_path
 
             tail_file = stack.enter_context(stack.enter_context(atomic_path(tail)).open("wb"))
         summary = write_snapshot(
@@ -354,7 +354,7 @@ def snapshot(
 
 def _cut_instant(text: str, rules: Rules) -> int:
     """A date means the last instant of that business day in the rules' timezone."""
-    from .engine.timeutil import Calendar
+    from ..engine.timeutil import Calendar
 
     if len(text) == 10:
         cal = Calendar(rules.timezone)
@@ -393,7 +393,7 @@ def _broker_call(settings: Settings, work: Coroutine[Any, Any, int]) -> int:
     """Run one broker coroutine; broker trouble ends in one line, not a traceback."""
     import asyncio
 
-    from .kafkaio import KafkaIOError
+    from ..broker import KafkaIOError
 
     _quiet_aiokafka()
     try:
@@ -415,8 +415,8 @@ def replay(
     broker: BrokerOpt = None,
 ) -> None:
     """Publish an event file to its input topics, keyed by customer_id."""
-    from .kafkaio import replay as publish
-    from .simulate import read_lines
+    from ..tools.kafkaio import replay as publish
+    from ..tools.simulate import read_lines
 
     settings = _broker_settings(broker)
     with _open_in(events) as source:
@@ -432,8 +432,8 @@ def capture(
     broker: BrokerOpt = None,
 ) -> None:
     """Read the output topics from the beginning into an event file."""
-    from .kafkaio import capture as read_outputs
-    from .safeio import Output as Out
+    from ..safeio import Output as Out
+    from ..tools.kafkaio import capture as read_outputs
 
     settings = _broker_settings(broker)
     _check_outputs([Out("--out", out)])
@@ -446,7 +446,7 @@ def _settings_from(flags: dict[str, Any]) -> Any:
     """The settings object: flags over TIERSTREAM_* variables over defaults."""
     from pydantic import ValidationError
 
-    from .settings import Settings
+    from ..settings import Settings
 
     try:
         return Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -498,8 +498,8 @@ def run(
     It first checks the topics, creating none unless told: input topics must exist with
     TIERSTREAM_PARTITIONS partitions, and an existing changelog must have as many.
     """
-    from .kafkaio import KafkaIOError
-    from .worker.run import TopicsRefused, run_worker
+    from ..broker import KafkaIOError
+    from ..worker.run import TopicsRefused, run_worker
 
     settings = _settings_from(
         {
@@ -534,7 +534,7 @@ def _refuse_redis(settings: Any) -> None:
     is fine: the worker catches up when it returns."""
     import asyncio
 
-    from .serving import redis_refusal
+    from ..serving import redis_refusal
 
     refusal = asyncio.run(redis_refusal(settings))
     if refusal is not None:
@@ -554,11 +554,11 @@ def explain(
     ] = False,
 ) -> None:
     """Why a customer is in a tier: balances, metrics, every condition, cooldowns, outputs."""
-    from .engine.timeutil import Calendar
-    from .eventfile import check_event_file, progress_lines
-    from .explain import explain as build
-    from .explain import replay_until
-    from .simulate import max_line_bytes, read_lines
+    from ..engine.timeutil import Calendar
+    from ..tools.eventfile import check_event_file, progress_lines
+    from ..tools.explain import explain as build
+    from ..tools.explain import replay_until
+    from ..tools.simulate import max_line_bytes, read_lines
 
     loaded = _rules(rules)
     at_us = _instant(at, "--at")
@@ -653,10 +653,10 @@ def whatif(
     ] = None,
 ) -> None:
     """Two ladders over the same history: who moves, tier by tier."""
-    from .eventfile import check_event_file, progress_lines
-    from .safeio import Output as Out
-    from .simulate import max_line_bytes, read_lines
-    from .whatif import PLOT_SUFFIXES, plot, run_whatif, write_csv
+    from ..safeio import Output as Out
+    from ..tools.eventfile import check_event_file, progress_lines
+    from ..tools.simulate import max_line_bytes, read_lines
+    from ..tools.whatif import PLOT_SUFFIXES, plot, run_whatif, write_csv
 
     if len(rules) != 2:
         fail("--rules: give exactly two, e.g. --rules cmb --rules candidate.yaml")
@@ -768,8 +768,8 @@ def bootstrap(
     """Write a new deployment's tables from a snapshot; a worker then starts at the cut-over."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .golive.bootstrap import bootstrap as run_bootstrap
-    from .kafkaio import KafkaIOError
+    from ..broker import KafkaIOError
+    from ..golive.bootstrap import bootstrap as run_bootstrap
 
     settings = _settings_from(
         {
@@ -848,8 +848,8 @@ def export(
     """Export a deployment's state (every field of every customer) from its tables' changelog."""
     from aiokafka.errors import KafkaError
 
-    from .golive.export import export_deployment
-    from .kafkaio import KafkaIOError
+    from ..broker import KafkaIOError
+    from ..golive.export import export_deployment
 
     if fmt not in ("jsonl", "parquet"):
         fail(f"--format {fmt!r}: write jsonl or parquet")
@@ -890,7 +890,7 @@ def redis_rebuild(
     ] = None,
 ) -> None:
     """Rewrite every customer's Redis hash and the tier counts from the tables' changelog."""
-    from .rebuild import run_rebuild
+    from ..tools.rebuild import run_rebuild
 
     settings = _settings_from(
         {"rules": rules, "broker_url": broker, "redis_url": redis_url, "app_id": app_id}
@@ -899,7 +899,7 @@ def redis_rebuild(
     from aiokafka.errors import KafkaError
     from redis.exceptions import RedisError
 
-    from .kafkaio import KafkaIOError
+    from ..broker import KafkaIOError
 
     try:
         written, counts = run_rebuild(settings, loaded)
@@ -966,8 +966,8 @@ def dlq_replay(
     values, future timestamp): if any would be dead-lettered again, nothing is published
     and the still-bad records are named by line (unless --skip-invalid).
     """
-    from .dlq import Checker, check_file, replay_dead_letters
-    from .simulate import read_lines
+    from ..tools.dlq import Checker, check_file, replay_dead_letters
+    from ..tools.simulate import read_lines
 
     settings = _settings_from({"broker_url": broker, "rules": rules})
     checker = Checker(_rules(settings.rules))
@@ -994,7 +994,7 @@ def dlq_replay(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .clihelp import build, is_no_args_help
+    from .help import build, is_no_args_help
 
     try:
         code = build(app)(args=argv, prog_name="tierstream", standalone_mode=False)
@@ -1019,7 +1019,3 @@ def main(argv: list[str] | None = None) -> None:
             print(f"tierstream: error: {format_message()} (see tierstream --help)", file=sys.stderr)
             raise SystemExit(2) from None
         raise
-
-
-if __name__ == "__main__":
-    main()

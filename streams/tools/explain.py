@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .engine.evaluate import DLQ, Output
-from .engine.ledger import Customer
-from .engine.money import format_fen
-from .engine.partition import PartitionEngine
-from .engine.rules import Rules
+from ..engine.evaluate import DLQ, Output
+from ..engine.ledger import Customer
+from ..engine.money import format_fen
+from ..engine.partition import PartitionEngine
+from ..engine.rules import Rules
 from .simulate import feed_line
 
 _BARS = "▁▂▃▄▅▆▇█"
@@ -38,8 +38,8 @@ def replay_until(
 def feed_line_before(engine: PartitionEngine, number: int, line: bytes, at: int | None) -> list[Output]:
     """Feed a line unless its event happens after `at` (a cheap look at its `ts`)."""
     if at is not None:
-        from .engine.jsonio import NotJson, loads
-        from .engine.timeutil import TimestampError, parse_instant
+        from ..engine.jsonio import NotJson, loads
+        from ..engine.timeutil import TimestampError, parse_instant
 
         try:
             doc = loads(line.decode("utf-8"))

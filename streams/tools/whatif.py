@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .engine.jsonio import NotJson, loads
-from .engine.ledger import Customer
-from .engine.money import format_fen
-from .engine.partition import PartitionEngine
-from .engine.rules import Rules
-from .engine.timeutil import TimestampError, parse_instant
-from .safeio import atomic_path
+from ..engine.jsonio import NotJson, loads
+from ..engine.ledger import Customer
+from ..engine.money import format_fen
+from ..engine.partition import PartitionEngine
+from ..engine.rules import Rules
+from ..engine.timeutil import TimestampError, parse_instant
+from ..safeio import atomic_path
 from .simulate import feed_line
 
 SAMPLES = 3
