@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from tests.golive import Lines, reference_after_cut, run_lines, split, started
+from tierstream.contract import TIER_CHANGES
 from tierstream.engine.evaluate import Output
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules
@@ -28,7 +29,7 @@ def counts(
 ) -> tuple[int, int, int, int]:
     """Tier changes on day X+1 (and upgrades among them), after the cut-over, and the
     customers whose tier at the end differs from the reference's."""
-    changes = [v for topic, _, v in outputs if topic == "tier.changes"]
+    changes = [v for topic, _, v in outputs if topic == TIER_CHANGES]
     first = [v for v in changes if v["effective_at"][:10] == day_one]
     wrong = sum(1 for cid, c in reference.customers.items() if engine.customers[cid].tier != c.tier)
     return len(first), sum(1 for v in first if v["direction"] == "upgrade"), len(changes), wrong

@@ -1,4 +1,11 @@
-"""The worker's tables as data: names, the partition marker, no Faust.
+"""Every name on the wire and at rest, in one place: topics, the customers table, its
+changelog, the partition marker. No Faust.
+
+Topic names are bare here (`bank.balances`); `Settings.topic` prepends the
+deployment's prefix. The engine owns the bare names it reads and emits (its
+outputs name their topic); they are re-exported here so that nothing else spells a
+topic. The wire grammar (timestamps: `engine.timeutil`, money: `engine.money`) and
+the enums (`engine.decode`) stay with the engine that parses them.
 
 The customers table holds each customer's encoded state (`engine.codec`) under its
 id, and one marker per partition under a reserved key: the partition's clock, the
@@ -13,6 +20,31 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
+from .engine.decode import BALANCES, INPUT_TOPICS, PROFILES, TRANSACTIONS
+from .engine.evaluate import CHURN_WARNINGS, DLQ, OPPORTUNITIES, OUTPUT_TOPICS, TIER_CHANGES
+
+__all__ = [
+    "BALANCES",
+    "BUSINESS_TOPICS",
+    "CHURN_WARNINGS",
+    "CUSTOMERS_TABLE",
+    "DLQ",
+    "INPUT_TOPICS",
+    "MARKER_PREFIX",
+    "OPPORTUNITIES",
+    "OUTPUT_TOPICS",
+    "PROFILES",
+    "TIER_CHANGES",
+    "TRANSACTIONS",
+    "changelog_topic",
+    "marker_key",
+    "marker_partition",
+    "marker_value",
+]
+
+#: the outputs a business consumer reads (the dead-letter topic is for operations)
+BUSINESS_TOPICS = (TIER_CHANGES, OPPORTUNITIES, CHURN_WARNINGS)
 
 #: the reserved key prefix of a partition's marker (customer ids never start with NUL)
 MARKER_PREFIX = b"\x00partition:"

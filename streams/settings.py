@@ -11,9 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .contract import CUSTOMERS_TABLE, changelog_topic
-from .engine.decode import INPUT_TOPICS
-from .engine.evaluate import OUTPUT_TOPICS
+from .contract import CUSTOMERS_TABLE, INPUT_TOPICS, OUTPUT_TOPICS, changelog_topic
 
 __all__ = ["CUSTOMERS_TABLE", "Settings"]
 

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import deque
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -43,10 +42,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..broker import ensure_topics
+from ..contract import BUSINESS_TOPICS, OPPORTUNITIES, TIER_CHANGES
 from ..engine.rules import load_rules
 from ..settings import Settings
 from ..tools.generate import generate_events
+from . import prometheus
 from .localstack import Proc, free_port, start_broker, start_redis
+from .worker import spawn, worker_env
 
 CUSTOMERS, DAYS, RATE = 3000, 60, 1500
 #: Feed lines kept per topic (the panels show as many as the screen has rows for).
@@ -65,9 +67,7 @@ class Demo:
         self.procs: list[Proc] = []
         self.worker: subprocess.Popen[bytes] | None = None
         self.rules = load_rules(os.environ.get("TIERSTREAM_RULES", "cmb"))
-        self.feeds: dict[str, deque[str]] = {
-            t: deque(maxlen=FEED) for t in ("tier.changes", "tier.opportunities", "customer.churn-warnings")
-        }
+        self.feeds: dict[str, deque[str]] = {t: deque(maxlen=FEED) for t in BUSINESS_TOPICS}
         self.status = "starting the broker (Tansu) and redis-server"
         self.metrics: dict[str, float] = {}
         self.rate = 0.0
@@ -97,26 +97,14 @@ class Demo:
         )
 
     def start_worker(self, settings: Settings) -> None:
-        env = dict(os.environ)
-        env.update(
-            {
-                "TIERSTREAM_BROKER_URL": settings.broker_url,
-                "TIERSTREAM_REDIS_URL": settings.redis_url,
-                "TIERSTREAM_RULES": settings.rules,
-                "TIERSTREAM_LIVE_CLOCK": "false",
-                "TIERSTREAM_WEB_PORT": str(settings.web_port),
-                "TIERSTREAM_APP_ID": settings.app_id,
-                "TIERSTREAM_PARTITIONS": str(settings.partitions),
-                "TIERSTREAM_API_TOKEN": self.token,
-            }
-        )
+        env = worker_env(settings, settings.rules)
+        env["TIERSTREAM_API_TOKEN"] = self.token
         with (self.workdir / "worker.log").open("ab") as log:
-            self.worker = subprocess.Popen(
-                [sys.executable, "-m", "tierstream.cli", "run"],
-                env=env,
+            self.worker = spawn(
+                env,
+                log,
+                None,  # the caller's directory, as `tierstream run` would be
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
                 start_new_session=True,  # the terminal's Ctrl-C is ours to pass on, in order
             )
         self.links = _links(settings, self.token, self.procs)
@@ -153,10 +141,10 @@ class Demo:
         last, last_t = 0.0, time.monotonic()
         while True:
             await asyncio.sleep(1)
-            with contextlib.suppress(OSError):
-                text = await asyncio.to_thread(_fetch, f"http://127.0.0.1:{port}/metrics")
-                self.metrics = _parse_metrics(text)
-                done = sum(v for k, v in self.metrics.items() if k.startswith("tierstream_records_total"))
+            text = await asyncio.to_thread(prometheus.scrape, port)
+            if text:  # the worker answered
+                self.metrics = prometheus.samples(text)
+                done = prometheus.total(self.metrics, "tierstream_records_total")
                 now = time.monotonic()
                 self.rate = (done - last) / (now - last_t)
                 last, last_t = done, now
@@ -301,11 +289,7 @@ class Demo:
                         title=title,
                     )
                 )
-                for t, title in (
-                    ("tier.changes", "tier.changes"),
-                    ("tier.opportunities", "tier.opportunities"),
-                    ("customer.churn-warnings", "customer.churn-warnings"),
-                )
+                for t, title in ((t, t) for t in BUSINESS_TOPICS)
             )
         )
         return layout
@@ -317,28 +301,13 @@ def _stat(label: str, value: str) -> Text:
 
 def _describe(topic: str, v: dict[str, Any]) -> str:
     when = v.get("effective_at", "")[5:16].replace("T", " ").removesuffix(" 00:00")  # day boundaries: the day
-    if topic == "tier.changes":
+    if topic == TIER_CHANGES:
         arrow = "↑" if v.get("direction") == "upgrade" else "↓"
         return f"{when} {v['customer_id']} {arrow} {v['to_tier']}"
-    if topic == "tier.opportunities":
+    if topic == OPPORTUNITIES:
         gap = str(v["gap"]).split(".")[0]
         return f"{when} {v['customer_id']} → {v['target_tier']} −{gap}"
     return f"{when} {v['customer_id']} {v['reason']} ({v['severity']})"
-
-
-def _fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=2) as r:
-        return str(r.read().decode())
-
-
-def _parse_metrics(text: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                out[name] = float(value)
-    return out
 
 
 def _links(settings: Settings, token: str, procs: list[Proc]) -> list[str]:

@@ -35,12 +35,11 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import date, timedelta
 from typing import Any, TextIO
 
+from ..contract import BALANCES, PROFILES, TRANSACTIONS
+
 __all__ = ["PERSONAS", "generate_events", "write_events"]
 
 DEFAULT_START = date(2026, 1, 1)
-BALANCES = "bank.balances"
-TRANSACTIONS = "bank.transactions"
-PROFILES = "bank.profiles"
 
 #: Counterparty bank codes; every one but the home bank counts as another bank.
 BANKS = ("CMB", "ICBC", "BOC", "ABC", "CCB", "BOCOM", "PSBC", "CIB", "SPDB", "CITIC", "PAB")

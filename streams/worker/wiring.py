@@ -30,10 +30,9 @@ import faust
 import orjson
 from faust.types import TP
 
-from ..contract import CUSTOMERS_TABLE, marker_key
+from ..contract import CUSTOMERS_TABLE, DLQ, INPUT_TOPICS, OUTPUT_TOPICS, TIER_CHANGES, marker_key
 from ..engine import codec
-from ..engine.decode import INPUT_TOPICS
-from ..engine.evaluate import DLQ, TIER_CHANGES, Output, series_specs
+from ..engine.evaluate import Output, series_specs
 from ..engine.ledger import Customer
 from ..engine.partition import APPLIED, DEAD_LETTER, DUPLICATE, PartitionEngine
 from ..engine.partitioner import partition_for
@@ -64,10 +63,7 @@ class Worker:
         self.topics = settings.input_topics
         self.topic_index = {t: i for i, t in enumerate(self.topics)}
         self.input = app.topic(*self.topics, key_serializer="raw", value_serializer="raw")
-        self.output_names = {
-            name: settings.topic(name)
-            for name in ("tier.changes", "tier.opportunities", "customer.churn-warnings", DLQ)
-        }
+        self.output_names = {name: settings.topic(name) for name in OUTPUT_TOPICS}
         self.table = app.Table(
             CUSTOMERS_TABLE,
             default=None,

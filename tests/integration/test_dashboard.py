@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.support import WorkerProcess, make_bank
+from tests.integration.support import make_bank
 from tierstream.settings import Settings
 from tierstream.testing.localstack import HOST, Proc, free_port
+from tierstream.testing.worker import WorkerProcess
 from tierstream.tools.kafkaio import replay
 from tierstream.tools.simulate import read_lines
 

@@ -26,10 +26,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from pydantic import SecretStr
 
-from tests.integration.support import WorkerProcess
 from tierstream.broker import client_kwargs
 from tierstream.engine.partitioner import partition_for
 from tierstream.settings import Settings
+from tierstream.testing.worker import WorkerProcess
 from tierstream.tools.kafkaio import capture, replay
 from tierstream.tools.simulate import read_lines
 
@@ -220,9 +220,7 @@ def test_dead_letters_fixed_and_replayed_reach_the_customers(settings: Settings,
         if x["topic"] == "tier.changes"
     )
     assert changes == [(A, "base", "gold"), (B, "base", "gold")]
-    assert len([x for x in outputs if x["topic"] == "tierstream.dlq"]) == 3, (
-        "nothing dead-lettered again"
-    )
+    assert len([x for x in outputs if x["topic"] == "tierstream.dlq"]) == 3, "nothing dead-lettered again"
 
     # The replayed records went to the customer's partition, keyed by the fixed customer_id
     # (the transaction's dead letter had no key at all).

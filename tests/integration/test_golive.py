@@ -17,7 +17,7 @@ from uuid import uuid4
 import pytest
 
 from tests.golive import Lines, split
-from tests.integration.support import WorkerProcess, captured, make_bank, output_ids, publish
+from tests.integration.support import captured, make_bank, output_ids, publish
 from tierstream.engine.decode import guess_customer, guess_key
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.partitioner import partition_for
@@ -26,6 +26,7 @@ from tierstream.golive.load import open_source
 from tierstream.golive.snapshot import write_snapshot
 from tierstream.settings import Settings
 from tierstream.testing.localstack import free_port
+from tierstream.testing.worker import WorkerProcess
 from tierstream.tools.simulate import output_line, read_lines, simulate
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,6 @@ import redis
 from pydantic import SecretStr
 
 from tests.integration.support import (
-    WorkerProcess,
     captured,
     dead_letters,
     final_tiers,
@@ -33,6 +32,7 @@ from tests.integration.support import (
 )
 from tierstream.settings import Settings
 from tierstream.testing.localstack import free_port
+from tierstream.testing.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -191,9 +191,7 @@ def test_two_workers_share_the_partitions_and_answer_for_each_other(
         assert a.consumed() > 0 and b.consumed() > 0, "both workers took partitions"
         outputs = captured(settings)
         tiers = final_tiers(outputs)
-        customers = sorted(
-            {x["value"]["customer_id"] for x in outputs if x["topic"] != "tierstream.dlq"}
-        )
+        customers = sorted({x["value"]["customer_id"] for x in outputs if x["topic"] != "tierstream.dlq"})
         # Every customer through worker a: those on b's partitions are proxied to b.
         for cid in customers:
             status, doc = get_json(settings.web_port, f"/customers/{cid}", "s3cret-token")
