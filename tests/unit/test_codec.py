@@ -8,12 +8,13 @@ from typing import Any
 import orjson
 from hypothesis import given, settings
 
-from tests.conftest import Book, make_rules
+from tests.conftest import make_rules
 from tests.unit.test_properties import histories, ts
 from tierstream.engine import codec
 from tierstream.engine.evaluate import series_specs
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules, parse_rules
+from tierstream.testing.book import Book
 from tierstream.tools.simulate import feed_line
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, Book
+from tests.conftest import FIXTURES
 from tierstream.engine.rules import load_rules, parse_rules
 from tierstream.engine.timeutil import parse_instant
+from tierstream.testing.book import Book
 from tierstream.tools.explain import explain, replay_until
 from tierstream.tools.generate import generate_events, write_events
 from tierstream.tools.simulate import read_lines
