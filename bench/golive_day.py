@@ -14,12 +14,12 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-from tests.golive import Lines, reference_after_cut, run_lines, split, started
 from tierstream.contract import TIER_CHANGES
 from tierstream.engine.evaluate import Output
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules
 from tierstream.golive.snapshot import write_snapshot
+from tierstream.testing.golive import Lines, reference_after_cut, run_lines, split, started
 from tierstream.tools.generate import generate_events, write_events
 from tierstream.tools.simulate import read_lines
 

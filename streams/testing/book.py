@@ -8,11 +8,37 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..contract import BALANCES, PROFILES, TRANSACTIONS
-from ..engine.rules import Rules
+from ..engine.rules import Rules, parse_rules
 from ..engine.timeutil import parse_instant
 from ..tools.simulate import simulate
 
-__all__ = ["Book", "of_type", "run", "strip_wall"]
+__all__ = ["BASE_RULES", "Book", "make_rules", "of_type", "run", "strip_wall"]
+
+
+#: a small ladder whose grace, cooldowns, dormancy and lateness a test sets (`make_rules`)
+BASE_RULES = """
+scheme: test
+version: "t1"
+timezone: Asia/Shanghai
+home_bank: HOME
+tiers:
+  - {id: base}
+  - {id: gold, any_of: ["avg_aum_30d >= 50000"]}
+  - {id: plat, any_of: ["avg_aum_30d >= 300000", "attr.vip == true"]}
+  - {id: top, any_of: ["avg_aum_30d >= 1000000"]}
+downgrade: {grace_days: %(grace)s}
+opportunity: {ratio: 0.6, cooldown_days: %(opp_cooldown)s}
+churn: {dormant_after_days: %(dormant)s, drop_ratio: 0.5, outflow_ratio: 0.3,
+        min_amount: 50000, cooldown_days: %(churn_cooldown)s, high_value_from: plat}
+max_lateness_days: %(lateness)s
+currencies: {USD: "7.1"}
+"""
+
+
+def make_rules(**overrides: Any) -> Rules:
+    params = {"grace": 10, "opp_cooldown": 30, "dormant": 30, "churn_cooldown": 30, "lateness": 7}
+    params.update(overrides)
+    return parse_rules(BASE_RULES % params, "test-rules")
 
 
 class Book:

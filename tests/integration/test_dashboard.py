@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.support import make_bank
 from tierstream.settings import Settings
+from tierstream.testing.backlog import make_bank
 from tierstream.testing.localstack import HOST, Proc, free_port
 from tierstream.testing.worker import WorkerProcess
 from tierstream.tools.kafkaio import replay

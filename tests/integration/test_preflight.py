@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.integration.support import make_bank
 from tierstream.broker import client_kwargs
 from tierstream.engine.partitioner import partition_for
 from tierstream.engine.rules import load_rules
 from tierstream.settings import CUSTOMERS_TABLE, Settings
+from tierstream.testing.backlog import make_bank
 from tierstream.testing.worker import WorkerProcess, worker_env
 from tierstream.tools.kafkaio import replay
 from tierstream.tools.simulate import read_lines

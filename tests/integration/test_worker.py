@@ -21,7 +21,8 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from tests.integration.support import (
+from tierstream.settings import Settings
+from tierstream.testing.backlog import (
     captured,
     dead_letters,
     final_tiers,
@@ -30,7 +31,6 @@ from tests.integration.support import (
     publish,
     simulate_per_partition,
 )
-from tierstream.settings import Settings
 from tierstream.testing.localstack import free_port
 from tierstream.testing.worker import WorkerProcess
 

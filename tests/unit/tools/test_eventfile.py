@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
 from tierstream.tools.eventfile import OverlongLine, check_event_file, read_lines
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 EVENTS = FIXTURES / "examples" / "lifecycle.events.jsonl"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tierstream.testing.book import Book
+from .book import Book
 
 START = date(2026, 1, 1)
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_rules
 from tierstream.engine.decode import BadRecord
 from tierstream.engine.evaluate import DLQ
 from tierstream.engine.rules import load_rules
 from tierstream.engine.timeutil import parse_instant
+from tierstream.testing.book import make_rules
 from tierstream.testing.localstack import free_port
 from tierstream.tools.dlq import Checker, DlqStats, Refused, Republish, check_file, plan, vet
 

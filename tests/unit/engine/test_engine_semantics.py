@@ -6,8 +6,7 @@ import hashlib
 
 import pytest
 
-from tests.conftest import make_rules
-from tierstream.testing.book import Book, of_type, run
+from tierstream.testing.book import Book, make_rules, of_type, run
 
 TC, OPP, CW, DLQ = "tier.changes", "tier.opportunities", "customer.churn-warnings", "tierstream.dlq"
 

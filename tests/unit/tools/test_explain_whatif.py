@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
 from tierstream.engine.rules import load_rules, parse_rules
 from tierstream.engine.timeutil import parse_instant
 from tierstream.testing.book import Book
@@ -16,6 +15,8 @@ from tierstream.tools.explain import explain, replay_until
 from tierstream.tools.generate import generate_events, write_events
 from tierstream.tools.simulate import read_lines
 from tierstream.tools.whatif import plot, run_whatif, write_csv
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 EXAMPLES = FIXTURES / "examples"
 EXPECTED = [json.loads(x) for x in (EXAMPLES / "lifecycle.expected.jsonl").read_text().splitlines()]
@@ -122,8 +123,8 @@ def test_a_raised_threshold_moves_exactly_the_customers_in_the_gap(balances: lis
 
 
 def test_explain_a_generated_customer_upgraded_then_downgraded_after_grace() -> None:
-    from tests.conftest import make_rules
     from tierstream.engine.evaluate import TIER_CHANGES
+    from tierstream.testing.book import make_rules
 
     rules = make_rules(grace=5)
     lines = bank_lines(customers=120, days=75)

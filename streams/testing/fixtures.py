@@ -14,8 +14,8 @@ from uuid import uuid4
 import pytest
 import redis
 
-from tierstream.settings import Settings
-from tierstream.testing.localstack import Proc, free_port, start_broker, start_redis
+from ..settings import Settings
+from .localstack import Proc, free_port, start_broker, start_redis
 
 _REDIS_DBS = itertools.count()
 

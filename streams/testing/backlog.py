@@ -10,13 +10,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tierstream.engine.decode import guess_customer, guess_key
-from tierstream.engine.partitioner import partition_for
-from tierstream.engine.rules import load_rules
-from tierstream.settings import Settings
-from tierstream.tools.generate import generate_events, write_events
-from tierstream.tools.kafkaio import capture, replay
-from tierstream.tools.simulate import output_line, read_lines, simulate
+from ..engine.decode import guess_customer, guess_key
+from ..engine.partitioner import partition_for
+from ..engine.rules import load_rules
+from ..settings import Settings
+from ..tools.generate import generate_events, write_events
+from ..tools.kafkaio import capture, replay
+from ..tools.simulate import output_line, read_lines, simulate
 
 
 def make_bank(path: Path, customers: int, days: int, seed: int, noise: bool = True, late: bool = True) -> int:

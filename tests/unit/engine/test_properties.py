@@ -10,12 +10,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import make_rules
-from tests.strategies import histories, ts
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules
 from tierstream.engine.timeutil import parse_instant
-from tierstream.testing.book import Book, strip_wall
+from tierstream.testing.book import Book, make_rules, strip_wall
+from tierstream.testing.strategies import histories, ts
 from tierstream.tools.simulate import feed_line, output_line, simulate
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
 from tierstream.safeio import Output, OutputRefused, atomic_path, atomic_text, check_outputs
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 EXAMPLES = FIXTURES / "examples"
 EVENTS = EXAMPLES / "lifecycle.events.jsonl"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
 
 EXAMPLES = FIXTURES / "examples"
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tierstream.engine.evaluate import Output
-from tierstream.engine.partition import PartitionEngine
-from tierstream.engine.rules import Rules
-from tierstream.golive.snapshot import record_instant
+from ..engine.evaluate import Output
+from ..engine.partition import PartitionEngine
+from ..engine.rules import Rules
+from ..golive.snapshot import record_instant
 
 Lines = list[tuple[int, bytes]]
 

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
 from tierstream.engine.rules import load_rules
 from tierstream.testing.book import run, strip_wall
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "examples"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "examples"
 UNTIL = {"lifecycle": "2026-04-30T00:00:00+08:00", "bad-input": None}
 
 

@@ -8,13 +8,12 @@ from typing import Any
 import orjson
 from hypothesis import given, settings
 
-from tests.conftest import make_rules
-from tests.unit.test_properties import histories, ts
 from tierstream.engine import codec
 from tierstream.engine.evaluate import series_specs
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules, parse_rules
-from tierstream.testing.book import Book
+from tierstream.testing.book import Book, make_rules
+from tierstream.testing.strategies import histories, ts
 from tierstream.tools.simulate import feed_line
 
 
@@ -67,7 +66,7 @@ def _shape(text: str) -> dict[str, Any]:
     return codec.state_shape(rules.tier_ids, series_specs(rules))
 
 
-CMB_TEXT = (Path(__file__).parents[2] / "streams" / "presets" / "cmb.yaml").read_text(encoding="utf-8")
+CMB_TEXT = (Path(__file__).parents[3] / "streams" / "presets" / "cmb.yaml").read_text(encoding="utf-8")
 
 
 def test_a_threshold_change_keeps_the_state_shape() -> None:

@@ -3,7 +3,7 @@
 The shipped Tansu 0.6.0 lists --cert and --key, but its CLI refuses them together
 ("the argument '--cert <CERT>' cannot be used with '--key <KEY>'") and either alone
 leaves the listener in plaintext (measured). So the broker's TLS listener here is a
-small TLS terminator (tests/integration/tls_proxy.py) in front of a plaintext Tansu
+small TLS terminator (tls_proxy.py, beside this module) in front of a plaintext Tansu
 that advertises the terminator's address: every client connection, bootstrap and
 metadata-advertised alike, is TLS. Redis is Debian's redis-server, built with TLS.
 """
@@ -17,9 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierstream.testing.localstack import HOST, LocalStackError, Proc, _accepts, broker_binary, free_port
+from .localstack import HOST, LocalStackError, Proc, _accepts, broker_binary, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_REDIS = Path("/usr/bin/redis-server")
 
 
@@ -75,7 +74,7 @@ class TlsBroker:
             "broker", argv, inner, f"kafka://{HOST}:{inner}", workdir / "broker.log", _accepts, workdir
         )
         proxy = [
-            sys.executable, str(ROOT / "tests" / "integration" / "tls_proxy.py"),
+            sys.executable, str(Path(__file__).with_name("tls_proxy.py")),
             "--listen", str(outer), "--upstream", str(inner), "--cert", str(pki.cert), "--key", str(pki.key),
         ]  # fmt: skip
         self.proxy = Proc("tls-proxy", proxy, outer, self.url, workdir / "tls-proxy.log", _accepts, workdir)

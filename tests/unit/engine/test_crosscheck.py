@@ -16,11 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import BASE_RULES
 from tests.reference.literal import reference_simulate
-from tests.unit.test_properties import histories
 from tierstream.engine.rules import parse_rules
-from tierstream.testing.book import run
+from tierstream.testing.book import BASE_RULES, run
+from tierstream.testing.strategies import histories
 from tierstream.tools.generate import generate_events, write_events
 
 
