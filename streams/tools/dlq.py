@@ -32,17 +32,15 @@ from typing import Any
 
 from ..broker import input_producer
 from ..engine.decode import (
-    FUTURE_TIMESTAMP,
     INPUT_TOPICS,
-    INVALID_JSON,
-    OVERSIZE,
     BadRecord,
     Decoder,
     guess_customer,
+    read_payload,
+    refuse_future,
 )
 from ..engine.evaluate import DLQ
 from ..engine.jsonio import NotJson, loads
-from ..engine.partition import FUTURE_TOLERANCE_US
 from ..engine.rules import Rules
 from ..engine.timeutil import wall_clock_us
 from ..settings import Settings
@@ -218,21 +216,9 @@ class Checker:
 
     def customer(self, source: str, payload: bytes) -> str:
         """The customer id of a record that passes; BadRecord (error, detail) when it does not."""
-        if len(payload) > self.max_bytes:
-            raise BadRecord(
-                OVERSIZE, f"record of {len(payload)} bytes exceeds max_record_bytes {self.max_bytes}"
-            )
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BadRecord(INVALID_JSON, f"payload is not UTF-8: {exc.reason} at byte {exc.start}") from None
-        try:
-            value = loads(text)
-        except NotJson as exc:
-            raise BadRecord(INVALID_JSON, f"not JSON: {exc}") from None
+        value = read_payload(payload, self.max_bytes)
         event = self.decoder.decode(source, value)
-        if self.now is not None and event.ts > self.now() + FUTURE_TOLERANCE_US:
-            raise BadRecord(FUTURE_TIMESTAMP, "ts is more than 5 minutes ahead of the wall clock")
+        refuse_future(event.ts, self.now() if self.now is not None else None)
         return event.customer_id
 
 

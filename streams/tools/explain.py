@@ -15,7 +15,7 @@ from ..engine.ledger import Customer
 from ..engine.money import format_fen
 from ..engine.partition import PartitionEngine
 from ..engine.rules import Rules
-from .simulate import feed_line
+from .simulate import feed_line, happens_after
 
 _BARS = "▁▂▃▄▅▆▇█"
 
@@ -36,18 +36,9 @@ def replay_until(
 
 
 def feed_line_before(engine: PartitionEngine, number: int, line: bytes, at: int | None) -> list[Output]:
-    """Feed a line unless its event happens after `at` (a cheap look at its `ts`)."""
-    if at is not None:
-        from ..engine.jsonio import NotJson, loads
-        from ..engine.timeutil import TimestampError, parse_instant
-
-        try:
-            doc = loads(line.decode("utf-8"))
-            ts = doc["value"]["ts"]
-            if isinstance(ts, str) and parse_instant(ts) > at:
-                return []
-        except (NotJson, UnicodeDecodeError, KeyError, TypeError, TimestampError):
-            pass
+    """Feed a line unless its event happens after `at`."""
+    if happens_after(line, at):
+        return []
     return feed_line(engine, number, line)
 
 

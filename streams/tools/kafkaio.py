@@ -26,10 +26,10 @@ from ..broker import (
     input_producer,
     start_client,
 )
-from ..engine.decode import INPUT_TOPICS, guess_key
+from ..engine.decode import FUTURE_TOLERANCE_US, INPUT_TOPICS, guess_key
 from ..engine.evaluate import OUTPUT_TOPICS
 from ..engine.jsonio import NotJson, dumps_compact, loads
-from ..engine.timeutil import TimestampError, parse_instant
+from ..engine.timeutil import WIRE_TIMESTAMP, TimestampError, parse_instant
 from ..settings import Settings
 
 __all__ = ["capture", "format_shifted", "replay"]
@@ -37,8 +37,6 @@ __all__ = ["capture", "format_shifted", "replay"]
 
 #: Replay's record timestamps are milliseconds.
 _US_PER_MS = 1_000
-#: SPEC §6: a worker refuses events more than 5 minutes ahead of its wall clock.
-_FUTURE_US = 300 * 1_000_000
 _TS_FIELD = re.compile(rb'"ts"\s*:\s*"')
 
 Log = Callable[[str], None]
@@ -49,24 +47,19 @@ def _stderr(message: str) -> None:
 
 
 # --- replay -----------------------------------------------------------------------------------
-_WIRE_TS = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})\Z"
-)
-
-
 def format_shifted(text: str, shift_seconds: int) -> str | None:
     """`text` (a valid wire timestamp) moved by whole seconds, in its own offset and fraction; or None."""
     from datetime import datetime, timedelta
 
-    m = _WIRE_TS.match(text)
-    if m is None:
+    m = WIRE_TIMESTAMP.match(text)
+    if m is None or m.group(6) is None:  # not a timestamp, or a naive one
         return None
-    base, frac, offset = m.groups()
+    day, hour, minute, second, frac, offset = m.groups()
     try:
-        moved = datetime.fromisoformat(base) + timedelta(seconds=shift_seconds)
+        moved = datetime.fromisoformat(f"{day}T{hour}:{minute}:{second}") + timedelta(seconds=shift_seconds)
     except (ValueError, OverflowError):
         return None
-    return moved.strftime("%Y-%m-%dT%H:%M:%S") + (frac or "") + offset
+    return moved.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac is not None else "") + offset
 
 
 #: The C encoder writes what dumps_compact writes for values without JSON fractions, ~5x faster;
@@ -207,7 +200,7 @@ async def replay(
                 shifted = format_shifted(ts_text, shift_s)
                 if shifted is not None:
                     ts_us += shift_s * 1_000_000
-                    if ts_us > time.time_ns() // 1000 + _FUTURE_US:
+                    if ts_us > time.time_ns() // 1000 + FUTURE_TOLERANCE_US:
                         stats.ahead += 1
                     if raw:
                         payload = _shift_raw(payload, ts_text, shifted)

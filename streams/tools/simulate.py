@@ -13,6 +13,7 @@ from ..engine.evaluate import Output, lifecycle, quadrant
 from ..engine.jsonio import NotJson, dumps_compact, loads
 from ..engine.partition import PartitionEngine
 from ..engine.rules import Rules
+from ..engine.timeutil import TimestampError, parse_instant
 from . import eventfile
 from .eventfile import DEFAULT_MAX_LINE, OverlongLine
 
@@ -50,6 +51,28 @@ def _overlong(engine: PartitionEngine, number: int, line: OverlongLine) -> list[
             f"line of {line.size:,} bytes exceeds max_record_bytes {engine.rules.max_record_bytes}",
         )
     ]
+
+
+def event_instant(line: bytes) -> int | None:
+    """The instant of a line's event `ts` (a cheap look, without decoding the event); None
+    when the line has none that parses: such lines are fed, and the engine judges them."""
+    try:
+        value = loads(line.decode("utf-8"))["value"]
+        return (
+            parse_instant(value["ts"])
+            if isinstance(value, dict) and isinstance(value.get("ts"), str)
+            else None
+        )
+    except (NotJson, UnicodeDecodeError, KeyError, TypeError, TimestampError):
+        return None
+
+
+def happens_after(line: bytes, at: int | None) -> bool:
+    """Whether a line's event happens after `at` (`explain --at`, `whatif --at` leave it out)."""
+    if at is None:
+        return False
+    instant = event_instant(line)
+    return instant is not None and instant > at
 
 
 def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]:

@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from ..engine.jsonio import NotJson, loads
 from ..engine.ledger import Customer
 from ..engine.money import format_fen
 from ..engine.partition import PartitionEngine
 from ..engine.rules import Rules
-from ..engine.timeutil import TimestampError, parse_instant
 from ..safeio import atomic_path
-from .simulate import feed_line
+from .simulate import feed_line, happens_after
 
 SAMPLES = 3
 
@@ -81,18 +79,6 @@ def _tiers(engine: PartitionEngine) -> dict[str, str]:
     return {cid: ids[c.tier] for cid, c in engine.customers.items()}
 
 
-def _ts(line: bytes) -> int | None:
-    try:
-        value = loads(line.decode("utf-8"))["value"]
-        return (
-            parse_instant(value["ts"])
-            if isinstance(value, dict) and isinstance(value.get("ts"), str)
-            else None
-        )
-    except (NotJson, UnicodeDecodeError, KeyError, TypeError, TimestampError):
-        return None
-
-
 def run_whatif(
     rules_a: Rules,
     rules_b: Rules,
@@ -109,10 +95,8 @@ def run_whatif(
     a.on_new_day = lambda day: days_a.__setitem__(day, _tiers(a))
     b.on_new_day = lambda day: days_b.__setitem__(day, _tiers(b))
     for number, line in lines:
-        if at is not None:
-            ts = _ts(line)
-            if ts is not None and ts > at:
-                continue
+        if happens_after(line, at):
+            continue
         feed_line(a, number, line)
         feed_line(b, number, line)
     if at is not None:
