@@ -36,7 +36,6 @@ def explain(
     ] = False,
 ) -> None:
     """Why a customer is in a tier: balances, metrics, every condition, cooldowns, outputs."""
-    from ..engine.timeutil import Calendar
     from ..tools.eventfile import check_event_file, progress_lines
     from ..tools.explain import explain as build
     from ..tools.explain import replay_until
@@ -55,10 +54,10 @@ def explain(
     if as_json:
         print(json.dumps(doc, ensure_ascii=False, indent=2))
         return
-    _print_explanation(doc, Calendar)
+    _print_explanation(doc)
 
 
-def _print_explanation(doc: dict[str, Any], _: Any) -> None:
+def _print_explanation(doc: dict[str, Any]) -> None:
     out = Console()
     out.print(
         f"[bold]{doc['customer_id']}[/] — {doc['tier_label']} [bold]{doc['tier']}[/] since {doc['since']}"

@@ -20,13 +20,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
 __all__ = [
     "LocalStackError",
     "Proc",
     "broker_binary",
-    "ensure_topics",
     "free_port",
     "redis_binary",
     "start_broker",
@@ -314,16 +313,3 @@ def start_redis(
         new_session,
     )
     return proc.start(timeout)
-
-
-# --- topics -----------------------------------------------------------------------------------
-async def ensure_topics(settings_or_bootstrap: Any, names: Sequence[str], partitions: int) -> list[str]:
-    """Create the missing topics (replication 1); return the ones created.
-
-    Must run before any producer or consumer names a topic: Tansu auto-creates any
-    topic a client asks about, with 4 partitions, whatever the tables expect.
-    `settings_or_bootstrap` is a Settings, a "host:port" string (or kafka:// URL), or a list.
-    """
-    from ..broker import ensure_topics as create
-
-    return await create(settings_or_bootstrap, names, partitions)

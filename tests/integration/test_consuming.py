@@ -16,9 +16,8 @@ from uuid import uuid4
 
 import pytest
 
-from tierstream.broker import client_kwargs
+from tierstream.broker import client_kwargs, ensure_topics
 from tierstream.settings import Settings
-from tierstream.testing.localstack import ensure_topics
 
 pytestmark = pytest.mark.integration
 
