@@ -77,11 +77,11 @@ schemas: install
 	$(BIN)/python -m tierstream.schemas.export
 
 demo: install
-	$(BIN)/python -m tierstream.demo $(ARGS)
+	$(BIN)/python -m tierstream.testing.demo $(ARGS)
 
 # A broker and redis-server for replay/capture/run outside the demo, until Ctrl-C.
 stack: install
-	$(BIN)/python -m tierstream.devstack $(ARGS)
+	$(BIN)/python -m tierstream.testing.devstack $(ARGS)
 
 # make bench ARGS=--quick: a 2-minute smoke run; ARGS=--skip-worker: the engine only.
 bench: install

@@ -50,8 +50,8 @@ from tierstream.engine.evaluate import Output
 from tierstream.engine.ledger import Customer
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import Rules, load_rules
-from tierstream.generate import generate_events, write_events
-from tierstream.simulate import read_lines, simulate
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.simulate import read_lines, simulate
 
 METRIC = "avg_aum_30d"
 WINDOW_DAYS = 30

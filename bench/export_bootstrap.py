@@ -17,11 +17,11 @@ _EXPORT = """
 import json, time
 from pathlib import Path
 from tierstream.engine.rules import load_rules
-from tierstream.generate import generate_events
+from tierstream.tools.generate import generate_events
 from tierstream.engine.partition import PartitionEngine
 from tierstream.golive.export import engine_manifest
 from tierstream.golive.statefile import write_export
-from tierstream.simulate import feed_line
+from tierstream.tools.simulate import feed_line
 import orjson
 rules = load_rules("cmb")
 engine = PartitionEngine(rules)

@@ -14,13 +14,14 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-from tests.golive import Lines, reference_after_cut, run_lines, split, started
+from tierstream.contract import TIER_CHANGES
 from tierstream.engine.evaluate import Output
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules
-from tierstream.generate import generate_events, write_events
 from tierstream.golive.snapshot import write_snapshot
-from tierstream.simulate import read_lines
+from tierstream.testing.golive import Lines, reference_after_cut, run_lines, split, started
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.simulate import read_lines
 
 
 def counts(
@@ -28,7 +29,7 @@ def counts(
 ) -> tuple[int, int, int, int]:
     """Tier changes on day X+1 (and upgrades among them), after the cut-over, and the
     customers whose tier at the end differs from the reference's."""
-    changes = [v for topic, _, v in outputs if topic == "tier.changes"]
+    changes = [v for topic, _, v in outputs if topic == TIER_CHANGES]
     first = [v for v in changes if v["effective_at"][:10] == day_one]
     wrong = sum(1 for cid, c in reference.customers.items() if engine.customers[cid].tier != c.tier)
     return len(first), sum(1 for v in first if v["direction"] == "upgrade"), len(changes), wrong

@@ -24,10 +24,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.stack import LocalStack, WorkerProcess, metrics_text, report
-from tierstream.generate import generate_events
+from bench.stack import LocalStack, WorkerProcess, report
+from tierstream.contract import BUSINESS_TOPICS as OUTPUT_TOPICS
+from tierstream.testing import prometheus
+from tierstream.tools.generate import generate_events
 
-OUTPUT_TOPICS = ("tier.changes", "tier.opportunities", "customer.churn-warnings")
 US = 1_000_000
 
 
@@ -149,10 +150,10 @@ async def _measure(stack: LocalStack, worker: WorkerProcess, args: argparse.Name
     collector = asyncio.create_task(collect_outputs(stack, stop))
     load = asyncio.create_task(offer_load(stack, args.rate, args.seconds, args.warmup, args.customers))
     await asyncio.sleep(args.warmup)
-    before = histogram(await asyncio.to_thread(metrics_text, worker.port))
+    before = histogram(await asyncio.to_thread(prometheus.scrape, worker.port, 5.0))
     sent, count = await load
     await asyncio.sleep(3)  # the last outputs
-    after = histogram(await asyncio.to_thread(metrics_text, worker.port))
+    after = histogram(await asyncio.to_thread(prometheus.scrape, worker.port, 5.0))
     stop.set()
     got = await collector
     latencies = [(received - sent[(cid, us)]) * 1000 for cid, us, received in got if (cid, us) in sent]

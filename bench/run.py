@@ -25,8 +25,8 @@ from typing import Any
 
 from tierstream.engine import codec
 from tierstream.engine.rules import load_rules
-from tierstream.generate import generate_events, write_events
-from tierstream.simulate import output_line, read_lines, simulate
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.simulate import output_line, read_lines, simulate
 
 HERE = Path(__file__).parent
 Row = tuple[str, str, str, bool | None]
@@ -78,40 +78,15 @@ def state_bytes(engine: Any) -> float:
     return sum(sizes) / len(sizes)
 
 
-_STATE_RUN = """
-import json, time
-from bench.run import state_bytes
-from tierstream.engine.rules import load_rules
-from tierstream.engine.partition import PartitionEngine
-from tierstream.generate import generate_events
-from tierstream.engine.jsonio import loads
-import orjson
-engine = PartitionEngine(load_rules({rules!r}))
-n = 0
-start = time.perf_counter()
-# generated values go in as parsed values (apply -> evaluate; parsing is measured by the
-# engine run); profiles carry float attributes, which only the JSON text makes exact
-for i, line in enumerate(generate_events({customers}, {days}, seed=2, usd=False)):
-    value = line["value"]
-    if line["topic"] == "bank.profiles":
-        value = loads(orjson.dumps(value).decode())
-    engine.process_value(line["topic"], value, lambda: orjson.dumps(value), offset=i)
-    n += 1
-assert engine.outcomes["dead_letter"] == 0, engine.dead_letters
-elapsed = time.perf_counter() - start
-# VmHWM is this process's own peak: ru_maxrss would carry the parent's RSS over fork + exec
-hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(json.dumps({{"events": n, "seconds": elapsed, "state_bytes": state_bytes(engine),
-                  "rss_mb": int(hwm.split()[1]) / 1024}}))
-"""
-
-
 def state_run(rules_name: str, customers: int, days: int) -> dict[str, Any]:
     """State bytes per customer and the process's peak RSS after a run, in a fresh
     process (generation included in the time, so events/s here is end to end)."""
-    code = _STATE_RUN.format(rules=rules_name, customers=customers, days=days)
     out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=HERE.parent
+        [sys.executable, "-m", "bench.state_run", rules_name, str(customers), str(days)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=HERE.parent,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result.update(rules=rules_name, customers=customers, days=days)

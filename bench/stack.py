@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from tierstream.kafkaio import ensure_topics
-from tierstream.localstack import Proc, free_port, start_broker, start_redis
+from tierstream.broker import ensure_topics
+from tierstream.contract import changelog_topic
 from tierstream.settings import Settings
+from tierstream.testing import prometheus
+from tierstream.testing.localstack import Proc, free_port, start_broker, start_redis
+from tierstream.testing.worker import spawn, worker_env
 
 
 def report(name: str, result: dict[str, object]) -> None:
@@ -27,20 +28,6 @@ def report(name: str, result: dict[str, object]) -> None:
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-
-
-def metrics_text(port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text: str = r.read().decode()
-            return text
-    except OSError:
-        return ""
-
-
-def metric_sum(text: str, prefix: str) -> float:
-    """Sum of the samples whose name (with labels) starts with `prefix`."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
 class LocalStack:
@@ -82,32 +69,14 @@ class WorkerProcess:
         settings = stack.settings
         self.port = free_port()
         self.app_id = app_id
-        self.env = dict(os.environ)
-        self.env.update(
-            {
-                "TIERSTREAM_BROKER_URL": settings.broker_url,
-                "TIERSTREAM_REDIS_URL": settings.redis_url,
-                "TIERSTREAM_RULES": "cmb",
-                "TIERSTREAM_LIVE_CLOCK": "true" if live_clock else "false",
-                "TIERSTREAM_WEB_PORT": str(self.port),
-                "TIERSTREAM_APP_ID": app_id,
-                "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-                "TIERSTREAM_PARTITIONS": str(settings.partitions),
-                **env,
-            }
-        )
+        own = settings.model_copy(update={"app_id": app_id, "web_port": self.port, "live_clock": live_clock})
+        self.env = {**worker_env(own, "cmb"), **env}
         self.log = stack.workdir / f"{app_id}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> WorkerProcess:
         with self.log.open("wb") as sink:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tierstream.cli", "run"],
-                env=self.env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                cwd=self.log.parent,
-            )
+            self.proc = spawn(self.env, sink, self.log.parent)
         self.wait_ready(120)
         return self
 
@@ -136,7 +105,9 @@ class WorkerProcess:
         raise SystemExit(f"the worker was not ready in {timeout:.0f} s; see {self.log}")
 
     def consumed(self) -> float:
-        return metric_sum(metrics_text(self.port), "tierstream_records_total")
+        return prometheus.total(
+            prometheus.samples(prometheus.scrape(self.port, 5.0)), "tierstream_records_total"
+        )
 
     def pid(self) -> int:
         assert self.proc is not None
@@ -148,7 +119,7 @@ def changelog_size(settings: Settings, app_id: str) -> tuple[int, int]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     async def read() -> tuple[int, int]:
-        topic = f"{app_id}-customers-changelog"
+        topic = changelog_topic(app_id)
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
         await consumer.start()
         try:

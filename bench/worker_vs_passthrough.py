@@ -25,10 +25,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.stack import LocalStack, WorkerProcess, changelog_size, report
-from tierstream.generate import generate_events, write_events
-from tierstream.kafkaio import ensure_topics, replay
+from tierstream.broker import ensure_topics
 from tierstream.settings import Settings
-from tierstream.simulate import read_lines
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.kafkaio import replay
+from tierstream.tools.simulate import read_lines
 
 
 async def passthrough(settings: Settings, total: int) -> float:

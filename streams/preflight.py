@@ -7,7 +7,7 @@ layout it crashes (a record on a partition the table does not have) or idles sil
 and on a table written for another layout it misreads state. So those are refused here,
 each as one line naming the fix; what merely goes against the docs' advice is a warning.
 
-Pure: the broker's facts are read by `kafkaio.describe_topics` and acted on by `runner`.
+Pure: the broker's facts are read by `kafkaio.describe_topics` and acted on by `worker.run`.
 """
 
 from __future__ import annotations

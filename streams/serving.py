@@ -1,17 +1,12 @@
-"""Redis serving: a cache of each customer's tier, written in pipelined batches.
+"""The Redis layout of SPEC §7 (keys, a customer's fields) and the client to reach it.
 
-Redis never slows the stream: the worker only records what changed; a background
-service writes it, and when Redis is away it keeps the pending set (one entry per
-customer, the latest fields) and the tier-count deltas, counts the failure, and
-retries, so Redis is brought up to date when it returns.
+Written by the worker's cache (`tierstream.worker.cache`) and by `redis rebuild`; no
+Faust here, so the tools can read the layout without the worker.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import ssl
-from collections import Counter
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -22,10 +17,7 @@ from .engine.money import format_fen
 from .engine.partition import PartitionEngine
 from .engine.rules import Rules
 from .engine.timeutil import wall_clock_us
-from .metrics import WorkerMetrics
 from .settings import Settings
-
-log = logging.getLogger("tierstream.serving")
 
 CUSTOMER_KEY = "tierstream:customer:{}"
 TIER_COUNTS_KEY = "tierstream:tier_counts"
@@ -97,74 +89,3 @@ def url_without_password(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     _userinfo, at, host = rest.rpartition("@")
     return f"{scheme}{sep}{host}" if at else url
-
-
-class RedisServing:
-    """Writes pending customer hashes and tier counts to Redis, retrying on failure.
-
-    Tier counts are absolute per partition (`tierstream:tier_counts:p<N>`, written by
-    the partition's owner) and summed into `tierstream:tier_counts`, so they never
-    drift. `tierstream:epoch` marks a Redis that holds our data: when it is missing
-    (a fresh or restarted cache) the worker re-serves every customer it owns.
-    """
-
-    def __init__(self, settings: Settings, rules: Rules, metrics: WorkerMetrics) -> None:
-        self.settings = settings
-        self.rules = rules
-        self.metrics = metrics
-        self.pending: dict[str, dict[str, str]] = {}
-        self.pending_counts: dict[int, dict[str, int]] = {}
-        self.needs_refresh = False
-        self.client = redis_client(settings, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self.interval = 0.2
-
-    def note_customers(self, engine: PartitionEngine, customers: list[tuple[str, Customer]]) -> None:
-        for cid, c in customers:
-            self.pending[cid] = customer_fields(engine, c, self.rules)
-        self.metrics.redis_pending.set(len(self.pending))
-
-    def note_counts(self, partition: int, counts: dict[str, int]) -> None:
-        self.pending_counts[partition] = {t: counts.get(t, 0) for t in self.rules.tier_ids}
-
-    async def run(self) -> None:
-        """The background writer (a Faust app task)."""
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.flush()
-
-    async def flush(self) -> bool:
-        batch, counts = self.pending, self.pending_counts
-        self.pending, self.pending_counts = {}, {}
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.set(EPOCH_KEY, self.settings.app_id, nx=True)
-                for cid, fields in batch.items():
-                    pipe.hset(CUSTOMER_KEY.format(cid), mapping=fields)  # type: ignore[arg-type]
-                for partition, tiers in counts.items():
-                    pipe.hset(f"{TIER_COUNTS_KEY}:p{partition}", mapping=tiers)  # type: ignore[arg-type]
-                for partition in range(self.settings.partitions):
-                    pipe.hgetall(f"{TIER_COUNTS_KEY}:p{partition}")
-                replies = await pipe.execute()
-            if replies[0]:  # the epoch was missing: this cache lost (or never had) our data
-                self.needs_refresh = True
-            total: Counter[str] = Counter()
-            for part_counts in replies[-self.settings.partitions :]:
-                for tier, n in part_counts.items():
-                    total[tier.decode() if isinstance(tier, bytes) else tier] += int(n)
-            if total:
-                await self.client.hset(TIER_COUNTS_KEY, mapping=dict(total))  # type: ignore[arg-type]
-        except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
-            self.metrics.redis_failures.inc()
-            for cid, fields in batch.items():  # newer fields noted meanwhile win
-                self.pending.setdefault(cid, fields)
-            for partition, tiers in counts.items():
-                self.pending_counts.setdefault(partition, tiers)
-            log.warning(
-                "redis write failed (%s); %d customers pending", type(exc).__name__, len(self.pending)
-            )
-            self.interval = min(5.0, self.interval * 2)
-            return False
-        finally:
-            self.metrics.redis_pending.set(len(self.pending))
-        self.interval = 0.2
-        return True

@@ -12,10 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .engine.decode import INPUT_TOPICS
-from .engine.evaluate import OUTPUT_TOPICS, output_topics
+from .contract import CUSTOMERS_TABLE, INPUT_TOPICS, OUTPUT_TOPICS, changelog_topic, output_topics
 from .engine.rules import RulesError, load_rules
-from .tables import CUSTOMERS_TABLE, changelog_topic
 
 __all__ = ["CUSTOMERS_TABLE", "Settings"]
 

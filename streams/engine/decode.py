@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from .jsonio import NotJson, loads
 from .money import AmountError, convert, decimal_to_fen, text_to_fen
-from .timeutil import TimestampError, parse_instant
+from .timeutil import US_PER_SECOND, TimestampError, parse_instant
 
 BALANCES = "bank.balances"
 TRANSACTIONS = "bank.transactions"
@@ -51,6 +52,32 @@ class BadRecord(Exception):
         super().__init__(detail)
         self.error = error
         self.detail = detail
+
+
+#: SPEC §6: a record whose `ts` is further ahead of the wall clock is refused.
+FUTURE_TOLERANCE_US = 300 * US_PER_SECOND
+
+
+def read_payload(payload: bytes, max_bytes: int) -> Any:
+    """The value of a record as the broker carries it: size, then UTF-8, then JSON (the
+    first checks of SPEC §6, in order); BadRecord otherwise. The worker, `simulate` and
+    `dlq replay` all check a record through here."""
+    if len(payload) > max_bytes:
+        raise BadRecord(OVERSIZE, f"record of {len(payload)} bytes exceeds max_record_bytes {max_bytes}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRecord(INVALID_JSON, f"payload is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        return loads(text)
+    except NotJson as exc:
+        raise BadRecord(INVALID_JSON, f"not JSON: {exc}") from None
+
+
+def refuse_future(ts: int, now: int | None) -> None:
+    """BadRecord when `ts` is more than FUTURE_TOLERANCE_US ahead of `now` (None: no wall clock)."""
+    if now is not None and ts > now + FUTURE_TOLERANCE_US:
+        raise BadRecord(FUTURE_TIMESTAMP, "ts is more than 5 minutes ahead of the wall clock")
 
 
 @dataclass(slots=True)

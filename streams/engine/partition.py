@@ -14,13 +14,11 @@ from typing import Any
 
 from . import decode as d
 from .evaluate import DLQ, TIER_CHANGES, UNSET_QUIETLY, Evaluator, Output, series_specs
-from .jsonio import NotJson, loads
 from .ledger import Customer, Ledger, fingerprint
 from .portable import CustomerRecord, seed, to_record
 from .rules import SEGMENT_NAMES, Rules
-from .timeutil import US_PER_SECOND, Calendar
+from .timeutil import Calendar
 
-FUTURE_TOLERANCE_US = 300 * US_PER_SECOND
 #: An oversize record's dead letter keeps only this much of its payload (docs/decisions.md).
 DLQ_PAYLOAD_BYTES = 4096
 
@@ -99,38 +97,10 @@ class PartitionEngine:
         self, topic: str, payload: bytes, *, partition: int = 0, offset: int = 0, key: str | None = None
     ) -> list[Output]:
         """A record as the broker carries it: size, then JSON, then the value."""
-        if len(payload) > self.rules.max_record_bytes:
-            return [
-                self.dead_letter(
-                    topic,
-                    partition,
-                    offset,
-                    key,
-                    payload,
-                    d.OVERSIZE,
-                    f"record of {len(payload)} bytes exceeds max_record_bytes {self.rules.max_record_bytes}",
-                )
-            ]
         try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return [
-                self.dead_letter(
-                    topic,
-                    partition,
-                    offset,
-                    key,
-                    payload,
-                    d.INVALID_JSON,
-                    f"payload is not UTF-8: {exc.reason} at byte {exc.start}",
-                )
-            ]
-        try:
-            value = loads(text)
-        except NotJson as exc:
-            return [
-                self.dead_letter(topic, partition, offset, key, payload, d.INVALID_JSON, f"not JSON: {exc}")
-            ]
+            value = d.read_payload(payload, self.rules.max_record_bytes)
+        except d.BadRecord as bad:
+            return [self.dead_letter(topic, partition, offset, key, payload, bad.error, bad.detail)]
         return self.process_value(topic, value, lambda: payload, partition=partition, offset=offset, key=key)
 
     def process_value(
@@ -195,8 +165,7 @@ class PartitionEngine:
         cal = self.calendar
         ts = event.ts
         day = cal.day_of(ts)
-        if self.now is not None and ts > self.now() + FUTURE_TOLERANCE_US:
-            raise d.BadRecord(d.FUTURE_TIMESTAMP, "ts is more than 5 minutes ahead of the wall clock")
+        d.refuse_future(ts, self.now() if self.now is not None else None)
         lateness = self.rules.max_lateness_days
         if self.clock_day is not None and self.clock_day - day > lateness:
             raise d.BadRecord(

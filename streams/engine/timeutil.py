@@ -17,7 +17,9 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 #: Offsets change only on quarter-hour instants in every zone tzdata knows.
 _OFFSET_BUCKET_US = 900 * US_PER_SECOND
 
-_WIRE_TS = re.compile(
+#: the wire grammar of a timestamp (SPEC §2): date, hour, minute, second, fraction, offset
+#: (None: naive, which parse_instant refuses). The one copy the shell uses.
+WIRE_TIMESTAMP = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})?\Z"
 )
 #: Parsed dates and offsets: a stream repeats the same few of each.
@@ -35,7 +37,7 @@ class TimestampError(ValueError):
 
 def parse_instant(text: str) -> int:
     """RFC 3339 text with an offset to epoch microseconds (fraction truncated to us)."""
-    m = _WIRE_TS.match(text)
+    m = WIRE_TIMESTAMP.match(text)
     if m is None:
         raise TimestampError(f"{text!r} is not a timestamp like 2026-03-01T09:30:00+08:00")
     ymd, hour, minute, second, frac, offset = m.groups()

@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from ..broker import KafkaIOError, client_kwargs, close_quietly, ensure_topics, start_client
+from ..contract import marker_key, marker_value
 from ..engine import codec
 from ..engine.decode import INPUT_TOPICS
 from ..engine.evaluate import series_specs
@@ -36,9 +38,7 @@ from ..engine.partition import PartitionEngine
 from ..engine.partitioner import partition_for
 from ..engine.portable import MissingHistory
 from ..engine.rules import Rules
-from ..kafkaio import KafkaIOError, _close_quietly, _start, client_kwargs, ensure_topics
 from ..settings import Settings
-from ..tables import marker_key, marker_value
 from .load import Source, history_error, open_source
 
 CHUNK = 5_000
@@ -181,7 +181,7 @@ async def cut_over_offsets(settings: Settings, from_us: int) -> dict[str, dict[i
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings), enable_auto_commit=False, auto_offset_reset="earliest"
     )
-    await _start(consumer, settings)
+    await start_client(consumer, settings)
     ts_ms = -(-from_us // 1000)  # record timestamps are milliseconds: the first at or after
     out: dict[str, dict[int, int]] = {}
     try:
@@ -193,7 +193,7 @@ async def cut_over_offsets(settings: Settings, from_us: int) -> dict[str, dict[i
             consumer.seek(tp, hit.offset if hit is not None else 0)
             out.setdefault(bare, {})[tp.partition] = await _first_at_or_after(consumer, tp, ts_ms)
     finally:
-        await _close_quietly(consumer)
+        await close_quietly(consumer)
     return out
 
 
@@ -226,7 +226,7 @@ async def write_tables(
     from aiokafka.errors import KafkaError
 
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    await _start(admin, settings)
+    await start_client(admin, settings)
     changelog = settings.changelog_topic
     try:
         counts = await _topic_partitions(admin, [changelog, *settings.input_topics])
@@ -252,13 +252,13 @@ async def write_tables(
                     f"cannot create {changelog}: error {entry['error_code']} ({entry.get('error_message')})"
                 )
     finally:
-        await _close_quietly(admin)
+        await close_quietly(admin)
     if offsets is None:
         assert from_us is not None
         offsets = await cut_over_offsets(settings, from_us)
     summary.offsets = offsets
     producer = AIOKafkaProducer(**client_kwargs(settings), max_request_size=4 * 1024 * 1024, linger_ms=5)
-    await _start(producer, settings)
+    await start_client(producer, settings)
     try:
         pending: list[asyncio.Future[Any]] = []
         written = 0
@@ -293,7 +293,7 @@ async def write_tables(
     except KafkaError as exc:
         raise KafkaIOError(f"writing {changelog} on {settings.broker_url} failed: {exc}") from None
     finally:
-        await _close_quietly(producer)
+        await close_quietly(producer)
 
 
 def bootstrap(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 
+from ..contract import marker_partition
 from ..engine import codec
 from ..engine.decode import INPUT_TOPICS
 from ..engine.evaluate import series_specs
@@ -15,7 +16,6 @@ from ..engine.partition import PartitionEngine
 from ..engine.portable import CustomerRecord, to_record
 from ..engine.rules import Rules
 from ..settings import Settings
-from ..tables import marker_partition
 from .statefile import ExportError, Manifest, PartitionClock, atomic_dir, finish_dir, write_export
 
 
@@ -46,7 +46,7 @@ def export_deployment(settings: Settings, rules: Rules, out: Path, fmt: str = "j
     each partition's marker, as a state export in `out` (a new folder)."""
     import asyncio
 
-    from ..rebuild import read_changelog
+    from ..tools.rebuild import read_changelog
 
     tables = asyncio.run(read_changelog(settings))
     engine = PartitionEngine(rules)

@@ -29,7 +29,7 @@ from ..engine.jsonio import NotJson, loads
 from ..engine.partition import PartitionEngine
 from ..engine.rules import SEGMENT_NAMES, Rules
 from ..engine.timeutil import Calendar, TimestampError, parse_instant
-from ..simulate import feed_line
+from ..tools.simulate import feed_line
 from .warehouse import history_days
 
 #: The warehouse queries, over the tables a bank's warehouse holds (here: the records

@@ -16,8 +16,7 @@ from uuid import uuid4
 
 import pytest
 
-from tierstream.kafkaio import client_kwargs
-from tierstream.localstack import ensure_topics
+from tierstream.broker import client_kwargs, ensure_topics
 from tierstream.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.support import WorkerProcess, make_bank
-from tierstream.kafkaio import replay
-from tierstream.localstack import HOST, Proc, free_port
 from tierstream.settings import Settings
-from tierstream.simulate import read_lines
+from tierstream.testing.backlog import make_bank
+from tierstream.testing.localstack import HOST, Proc, free_port
+from tierstream.testing.worker import WorkerProcess
+from tierstream.tools.kafkaio import replay
+from tierstream.tools.simulate import read_lines
 
 pytestmark = pytest.mark.integration
 

@@ -26,11 +26,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from pydantic import SecretStr
 
-from tests.integration.support import WorkerProcess
+from tierstream.broker import client_kwargs
 from tierstream.engine.partitioner import partition_for
-from tierstream.kafkaio import capture, client_kwargs, replay
 from tierstream.settings import Settings
-from tierstream.simulate import read_lines
+from tierstream.testing.worker import WorkerProcess
+from tierstream.tools.kafkaio import capture, replay
+from tierstream.tools.simulate import read_lines
 
 pytestmark = pytest.mark.integration
 

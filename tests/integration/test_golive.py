@@ -16,17 +16,18 @@ from uuid import uuid4
 
 import pytest
 
-from tests.golive import Lines, split
-from tests.integration.support import WorkerProcess, captured, make_bank, output_ids, publish
 from tierstream.engine.decode import guess_customer, guess_key
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.partitioner import partition_for
 from tierstream.engine.rules import load_rules
 from tierstream.golive.load import open_source
 from tierstream.golive.snapshot import write_snapshot
-from tierstream.localstack import free_port
 from tierstream.settings import Settings
-from tierstream.simulate import output_line, read_lines, simulate
+from tierstream.testing.backlog import captured, make_bank, output_ids, publish
+from tierstream.testing.golive import Lines, split
+from tierstream.testing.localstack import free_port
+from tierstream.testing.worker import WorkerProcess
+from tierstream.tools.simulate import output_line, read_lines, simulate
 
 pytestmark = pytest.mark.integration
 RULES = "cmb"

@@ -25,14 +25,15 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from tierstream.broker import ensure_topics
 from tierstream.engine.decode import INPUT_TOPICS, guess_key
 from tierstream.engine.jsonio import NotJson, dumps_compact, loads
 from tierstream.engine.timeutil import parse_instant
-from tierstream.generate import generate_events, write_events
-from tierstream.kafkaio import capture, ensure_topics, replay
-from tierstream.localstack import LocalStackError, Proc, start_broker, start_redis
 from tierstream.settings import Settings
-from tierstream.simulate import read_lines
+from tierstream.testing.localstack import LocalStackError, Proc, start_broker, start_redis
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.kafkaio import capture, replay
+from tierstream.tools.simulate import read_lines
 
 pytestmark = pytest.mark.integration
 

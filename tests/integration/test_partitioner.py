@@ -13,11 +13,11 @@ import pytest
 from confluent_kafka import Producer
 from pydantic import SecretStr
 
-from tests.integration.support import WorkerProcess
+from tierstream.broker import ensure_topics
 from tierstream.engine.partitioner import partition_for
-from tierstream.kafkaio import ensure_topics
-from tierstream.localstack import Proc
 from tierstream.settings import Settings
+from tierstream.testing.localstack import Proc
+from tierstream.testing.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.integration.support import WorkerProcess, make_bank, worker_env
-from tierstream.app import create_app
+from tierstream.broker import client_kwargs
+from tierstream.engine.partitioner import partition_for
 from tierstream.engine.rules import load_rules
-from tierstream.kafkaio import client_kwargs, replay
 from tierstream.settings import CUSTOMERS_TABLE, Settings
-from tierstream.simulate import read_lines
-from tierstream.worker import partition_for
+from tierstream.testing.backlog import make_bank
+from tierstream.testing.worker import WorkerProcess, worker_env
+from tierstream.tools.kafkaio import replay
+from tierstream.tools.simulate import read_lines
+from tierstream.worker.app import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,11 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from tests.integration.support import WorkerProcess, make_bank, output_ids, simulate_per_partition
-from tests.integration.tls import Pki, TlsBroker, make_pki, start_tls_redis
-from tierstream.localstack import Proc, free_port
 from tierstream.settings import Settings
+from tierstream.testing.backlog import make_bank, output_ids, simulate_per_partition
+from tierstream.testing.localstack import Proc, free_port
+from tierstream.testing.tls import Pki, TlsBroker, make_pki, start_tls_redis
+from tierstream.testing.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

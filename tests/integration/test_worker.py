@@ -21,8 +21,8 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from tests.integration.support import (
-    WorkerProcess,
+from tierstream.settings import Settings
+from tierstream.testing.backlog import (
     captured,
     dead_letters,
     final_tiers,
@@ -31,8 +31,8 @@ from tests.integration.support import (
     publish,
     simulate_per_partition,
 )
-from tierstream.localstack import free_port
-from tierstream.settings import Settings
+from tierstream.testing.localstack import free_port
+from tierstream.testing.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

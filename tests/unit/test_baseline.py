@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from bench.baseline import compare, engine_figures, nightly_batch, run_engine
-from tests.conftest import Book
 from tierstream.engine.rules import load_rules
-from tierstream.generate import generate_events, write_events
+from tierstream.testing.book import Book
+from tierstream.tools.generate import generate_events, write_events
 
 
 def _bank(path: Path, *, noise: bool = False, late: bool = False) -> Path:

@@ -13,14 +13,14 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from tierstream.dlq import DlqStats, Republish, decode_payload, plan, route
 from tierstream.engine.decode import INPUT_TOPICS
 from tierstream.engine.evaluate import DLQ, OUTPUT_TOPICS, SEGMENT_CHANGES
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules, parse_rules
-from tierstream.metrics import METRIC_NAMES
 from tierstream.settings import Settings
-from tierstream.simulate import output_line
+from tierstream.tools.dlq import DlqStats, Republish, decode_payload, plan, route
+from tierstream.tools.simulate import output_line
+from tierstream.worker.metrics import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

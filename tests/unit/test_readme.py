@@ -24,8 +24,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 NEEDS_BROKER = {"run", "replay", "capture", "bootstrap", "export"}

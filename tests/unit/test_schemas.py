@@ -631,8 +631,8 @@ def test_engine_segment_changes_validate_against_the_committed_schema() -> None:
     import jsonschema
 
     from tierstream.engine.rules import load_rules
-    from tierstream.generate import generate_events, write_events
-    from tierstream.simulate import simulate
+    from tierstream.tools.generate import generate_events, write_events
+    from tierstream.tools.simulate import simulate
 
     schema = json.loads((export.JSON_DIR / f"customer.segment-changes{export.SUFFIX}").read_text("utf-8"))
     validator = jsonschema.Draft202012Validator(schema)

@@ -9,10 +9,10 @@ import faust
 import pytest
 from pydantic import SecretStr
 
-from tierstream.app import broker_credentials
-from tierstream.kafkaio import KafkaIOError, broker_ssl_context, client_kwargs
+from tierstream.broker import KafkaIOError, broker_ssl_context, client_kwargs
 from tierstream.serving import redis_client, url_without_password
 from tierstream.settings import Settings
+from tierstream.worker.app import broker_credentials
 
 SYSTEM_CA = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BASE_RULES, Book, run
+from tierstream.testing.book import BASE_RULES, Book, run
 from tierstream.engine import codec
 from tierstream.engine.rules import Dimension, RulesError, parse_metric, parse_rules
 

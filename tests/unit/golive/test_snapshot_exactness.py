@@ -11,7 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.golive import (
+from tierstream.engine.partition import PartitionEngine
+from tierstream.engine.rules import Rules, load_rules
+from tierstream.golive.snapshot import write_snapshot
+from tierstream.testing.golive import (
     Lines,
     per_customer,
     reference_after_cut,
@@ -20,12 +23,9 @@ from tests.golive import (
     started,
     state_fields,
 )
-from tests.strategies import START, histories
-from tierstream.engine.partition import PartitionEngine
-from tierstream.engine.rules import Rules, load_rules
-from tierstream.generate import generate_events, write_events
-from tierstream.golive.snapshot import write_snapshot
-from tierstream.simulate import read_lines
+from tierstream.testing.strategies import START, histories
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.simulate import read_lines
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.golive import started
 from tierstream.engine.rules import load_rules
 from tierstream.golive.load import LoadError, open_source
 from tierstream.golive.warehouse import SnapshotError
+from tierstream.testing.golive import started
 
 AS_OF = "2026-03-31"
 GOOD = {

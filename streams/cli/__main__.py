@@ -1,0 +1,5 @@
+"""`python -m tierstream.cli`: the `tierstream` command."""
+
+from .app import main
+
+main()

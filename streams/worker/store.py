@@ -1,0 +1,141 @@
+"""The customers table seen by one partition: decoded customers, the partition marker.
+
+No Faust import: the table is any mapping of bytes to bytes (Faust's table in the
+worker, a dict in the tests); routing reads and writes to the right partition is the
+caller's job (`compat.routed_to`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..contract import MARKER_PREFIX, marker_key, marker_value
+from ..engine import codec
+from ..engine.ledger import Customer, SeriesSpec
+from ..engine.partition import PartitionEngine
+
+
+class CustomerStore(MutableMapping[str, Customer]):
+    """Decoded customers of one partition over the Faust table (write-back cache)."""
+
+    def __init__(self, table: Any, specs: tuple[SeriesSpec, ...]) -> None:
+        self.table = table
+        self.specs = specs
+        self.cache: dict[str, Customer] = {}
+        self.loaded: dict[str, bytes | None] = {}  # bytes as read, to skip unchanged writes
+        self.touched: set[str] = set()
+        self.ids: set[str] = set()
+        #: off during sweeps: boundary catch-up is a pure function of the stored state
+        #: and the day, so an older stored state catches up to the same result later.
+        self.tracking = True
+
+    def __getitem__(self, cid: str) -> Customer:
+        c = self.cache.get(cid)
+        if c is None:
+            raw = self.table.get(cid.encode("utf-8"))
+            if raw is None:
+                raise KeyError(cid)
+            c = codec.decode(raw, self.specs)
+            self.cache[cid] = c
+            self.loaded[cid] = raw
+            self.ids.add(cid)
+        if self.tracking:
+            self.touched.add(cid)
+        return c
+
+    def __setitem__(self, cid: str, c: Customer) -> None:
+        self.cache[cid] = c
+        self.loaded.setdefault(cid, None)
+        self.touched.add(cid)
+        self.ids.add(cid)
+
+    def __delitem__(self, cid: str) -> None:  # pragma: no cover - customers are never deleted
+        raise NotImplementedError("customers are not deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.ids))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take_touched(self, partition: int) -> list[tuple[str, bytes, bool]]:
+        """Encode every customer whose state changed: (id, state, first write)."""
+        changed = []
+        for cid in self.touched:
+            blob = codec.encode(self.cache[cid], self.specs, partition)
+            before = self.loaded.get(cid)
+            if blob != before:
+                self.loaded[cid] = blob
+                changed.append((cid, blob, before is None))
+        self.touched.clear()
+        if len(self.cache) > 200_000:  # bound the decoded cache; the table has everything
+            for cid in list(self.cache)[:100_000]:
+                del self.cache[cid]
+                del self.loaded[cid]
+        return changed
+
+    def load_ids(self, partition: int) -> None:
+        """Customer ids of this partition: the table keys whose state says so."""
+        for key, raw in self.table.items():
+            if key.startswith(MARKER_PREFIX) or raw is None:
+                continue
+            if codec.partition_of(raw) == partition:
+                self.ids.add(key.decode("utf-8"))
+
+
+@dataclass
+class Partition:
+    """Everything the worker holds for one assigned partition number."""
+
+    number: int
+    engine: PartitionEngine
+    store: CustomerStore
+    queues: dict[str, deque[Any]] = field(default_factory=dict)
+    waiting_since: float | None = None
+    #: highest applied offset per input topic (from the marker after a restart)
+    applied: dict[str, int] = field(default_factory=dict)
+    #: highest offset received per input topic (for drain checks)
+    received: dict[str, int] = field(default_factory=dict)
+    #: highest offset fully done (outputs delivered, state written) per input topic: lag
+    acked: dict[str, int] = field(default_factory=dict)
+    swept_day: int | None = None
+    #: customers per tier (kept in the marker, so exact across restarts)
+    tier_counts: dict[str, int] = field(default_factory=dict)
+
+
+class ShapeMismatch(Exception):
+    """The table was written under rules of another shape (tiers, day rings)."""
+
+
+def load_marker(
+    part: Partition, table: Mapping[bytes, Any], shape: dict[str, Any], topic_index: dict[str, int]
+) -> None:
+    """Restore the partition's clock, swept day, tier counts and applied offsets from its
+    marker (nothing when there is none). Raises ShapeMismatch (the reason) when the
+    stored state has another shape than `shape`."""
+    raw = table.get(marker_key(part.number))
+    if raw is None:
+        return
+    doc = orjson.loads(raw)
+    stored = doc.get("shape")  # markers before this field carry none
+    if stored is not None:
+        why = codec.shape_mismatch(stored, shape)
+        if why is not None:
+            raise ShapeMismatch(why)
+    part.engine.clock = doc["clock"]
+    part.engine.clock_day = doc["clock_day"]
+    part.swept_day = doc.get("swept_day")
+    part.tier_counts = dict(doc.get("counts", {}))
+    part.applied = {t: doc["offsets"][str(i)] for t, i in topic_index.items() if str(i) in doc["offsets"]}
+
+
+def marker_of(part: Partition, shape: dict[str, Any], topic_index: dict[str, int]) -> bytes:
+    """The partition's marker as it stands now."""
+    engine = part.engine
+    offsets = {topic_index[t]: o for t, o in part.applied.items()}
+    return marker_value(shape, engine.clock, engine.clock_day, part.swept_day, part.tier_counts, offsets)

@@ -1,0 +1,442 @@
+"""The Faust worker: wire the merge, the engine, the store, commits, Redis and the pages.
+
+The agent only decodes, calls `PartitionEngine`, writes state and sends. What makes
+it exact is in the modules it wires:
+
+* `merge`: records of the three input topics of a partition are applied in
+  record-timestamp order (the order `simulate` reads the file).
+* `commit`: manual acks, committed in intervals: outputs delivered, then state, then
+  markers, then acks.
+* `store`: a partition marker. After each batch the partition's clock and the
+  highest applied offset of each input topic-partition are written to the customers
+  table under a reserved key, alone in the last producer batch. On the local broker
+  (whose ListOffsets reports the start of the last batch) this keeps table recovery
+  exact; after a restart, redelivered records at or below the marker's offsets are
+  known to be applied and are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+
+from ..contract import CUSTOMERS_TABLE, DLQ, INPUT_TOPICS, TIER_CHANGES, marker_key, output_topics
+from ..engine import codec
+from ..engine.evaluate import Output, series_specs
+from ..engine.ledger import Customer
+from ..engine.partition import APPLIED, DEAD_LETTER, DUPLICATE, PartitionEngine
+from ..engine.partitioner import partition_for
+from ..engine.rules import Rules
+from ..engine.timeutil import US_PER_SECOND, wall_clock_us
+from ..preflight import LIFECYCLE_LOGGER, assigned_line
+from ..settings import Settings
+from . import merge
+from .cache import RedisServing
+from .commit import Checkpoint, Write
+from .compat import changelog_callback, routed_to, tune_fetch
+from .metrics import WorkerMetrics
+from .routing import RoutingCheck
+from .store import CustomerStore, Partition, ShapeMismatch, load_marker, marker_of
+from .web import Pages
+
+log = logging.getLogger("tierstream.worker")
+lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
+
+
+class Worker:
+    """Owns the partitions assigned to this process and the agent that feeds them."""
+
+    def __init__(self, app: faust.App, settings: Settings, rules: Rules) -> None:
+        self.app = app
+        self.settings = settings
+        self.rules = rules
+        self.topics = settings.input_topics
+        self.topic_index = {t: i for i, t in enumerate(self.topics)}
+        self.input = app.topic(*self.topics, key_serializer="raw", value_serializer="raw")
+        self.output_names = {name: settings.topic(name) for name in output_topics(rules)}
+        self.table = app.Table(
+            CUSTOMERS_TABLE,
+            default=None,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        self.partitions: dict[int, Partition] = {}
+        self.shape = codec.state_shape(rules.tier_ids, series_specs(rules))
+        self.lock = asyncio.Lock()
+        self.metrics = WorkerMetrics()
+        self.serving = RedisServing(settings, rules, self.metrics)
+        self.pages = Pages(self)
+        self.buffered = 0
+        self.arrived = 0
+        self.ready = False
+        self.checkpoint = Checkpoint(self._snapshot, self._send_state, self._send_markers)
+        self.routing = RoutingCheck(settings.partitions, settings.partitioner)
+        self.misrouting_told = False
+
+    # ------------------------------------------------------------------ wiring
+    def install(self) -> None:
+        app = self.app
+        app.agent(self.input, name="tierstream-ingest")(self._agent)
+        app.task(self._merge_loop)
+        app.timer(self.settings.sweep_interval_seconds)(self._tick_clock)
+        self.pages.install()
+        signals: Any = app  # Faust's stubs want plain signals
+        signals.on_partitions_revoked.connect(self._on_revoked)
+        signals.on_partitions_assigned.connect(self._on_assigned)
+        app.task(self.serving.run)
+
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        async with self.lock:
+            await self.checkpoint.commit()  # what was applied is written before another worker takes it
+            await self.checkpoint.wait()
+            for tp in revoked:
+                part = self.partitions.pop(tp.partition, None)
+                if part is not None:
+                    self.buffered -= sum(len(q) for q in part.queues.values())
+            self.ready = False
+
+    async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        lifecycle.info(assigned_line(self.settings, ((tp.topic, tp.partition) for tp in assigned)))
+        if not tune_fetch(self.app.consumer, self.settings.fetch_max_wait_ms):  # pragma: no cover
+            log.warning("cannot set fetch_max_wait_ms: Faust's consumer has changed")
+        self.ready = True
+
+    # ------------------------------------------------------------------ partitions
+    def partition(self, number: int) -> Partition:
+        part = self.partitions.get(number)
+        if part is None:
+            engine = PartitionEngine(
+                self.rules,
+                now=wall_clock_us,
+                wall=wall_clock_us,
+                eager=False,
+            )
+            store = CustomerStore(self.table, engine.ledger.specs)
+            engine.customers = store
+            engine.duplicates_move_clock = True  # see PartitionEngine: exact after a crash
+            part = Partition(number, engine, store, {t: deque() for t in self.topics})
+            with routed_to(number, self.topics[0]):
+                try:
+                    load_marker(part, self.table, self.shape, self.topic_index)
+                except ShapeMismatch as why:
+                    self._refuse(
+                        f"the customers table of app id {self.settings.app_id!r} was written under "
+                        f"rules of another shape than {self.rules.source} (version {self.rules.version}): "
+                        f"{why}. Stored tiers and day rings would be misread. Move the state to a new "
+                        "TIERSTREAM_APP_ID with `tierstream export` then `tierstream bootstrap` under these "
+                        "rules (docs/going-live.md, 'a ladder change'), or run the rules the table was "
+                        "written with."
+                    )
+                store.load_ids(number)
+            # What the marker lists was finished (by us before a rebalance, or by the
+            # previous owner): lag counts from there, also when nothing new arrives.
+            part.acked.update(part.applied)
+            self.partitions[number] = part
+        return part
+
+    def _refuse(self, message: str) -> None:
+        """Stop the process: a worker must not run on state it would misread. Faust would
+        log an exception raised here and go on without its agent, so exit outright."""
+        log.critical(message)
+        sys.stderr.write(f"tierstream: error: {message}\n")
+        sys.stderr.flush()
+        os._exit(2)
+
+    def owned(self, customer_id: str) -> tuple[Partition, Customer] | None:
+        """The customer's partition and state, when this worker holds them (tables recovered)."""
+        if not self.pages.recovered():
+            return None
+        number = partition_for(customer_id, self.settings.partitions, self.settings.partitioner)
+        part = self.partition(number)
+        store = part.store
+        store.tracking = False
+        try:
+            with routed_to(number, self.topics[0]):
+                return part, store[customer_id]
+        except KeyError:
+            return None
+        finally:
+            store.tracking = True
+
+    # ------------------------------------------------------------------ the agent
+    async def _agent(self, stream: faust.StreamT[Any]) -> None:
+        manual: Any = stream
+        async for event in manual.noack().events():
+            msg = event.message
+            part = self.partition(msg.partition)
+            if not merge.admit(part, msg.topic, msg.offset):
+                event.ack()  # applied before a restart: the marker says so
+                self.metrics.records.labels(outcome=DUPLICATE).inc()
+                continue
+            part.queues[msg.topic].append(event)
+            self.buffered += 1
+            self.arrived += 1
+            # Pump once enough has arrived since the last try: a partition may be
+            # waiting for another topic, and retrying on every record would spin.
+            if self.arrived >= self.settings.batch_size:
+                await self.pump()
+
+    async def _merge_loop(self) -> None:
+        """_tick_merge 50 ms after the previous tick ended. A Faust timer warns "Timer ... is
+        overlapping" whenever a tick outlasts its interval, which is normal under load (a
+        tick applies a batch): hundreds of warnings that said nothing."""
+        app: Any = self.app
+        while not app.should_stop:
+            await app.sleep(0.05)
+            await self._tick_merge()
+
+    async def _tick_merge(self) -> None:
+        if self.buffered:
+            await self.pump()
+        if self.checkpoint.pending:
+            async with self.lock:
+                if self.checkpoint.interval_over(self.settings.commit_interval_ms):
+                    await self.checkpoint.commit()
+        if self.serving.needs_refresh:
+            await self.refresh_serving()
+
+    async def refresh_serving(self) -> None:
+        """Re-serve every customer of the assigned partitions (Redis lost its data)."""
+        if not self.pages.recovered():
+            return  # tables first; the flag stays set
+        async with self.lock:
+            self.serving.needs_refresh = False
+            for tp in self.app.consumer.assignment():
+                if tp.topic in self.topic_index:
+                    self.partition(tp.partition)
+            for part in list(self.partitions.values()):
+                store = part.store
+                store.tracking = False
+                try:
+                    with routed_to(part.number, self.topics[0]):
+                        customers = [(cid, store[cid]) for cid in list(store.ids)]
+                finally:
+                    store.tracking = True
+                self.serving.note_customers(part.engine, customers)
+                self.serving.note_counts(part.number, part.tier_counts)
+                await asyncio.sleep(0)
+
+    def _highwater(self, number: int) -> merge.HighWater:
+        consumer = self.app.consumer
+
+        def high(topic: str) -> int | None:
+            try:
+                value: int | None = consumer.highwater(TP(topic, number))
+            except Exception:  # not fetched yet
+                return None
+            return value
+
+        return high
+
+    async def pump(self) -> None:
+        """Release what is safe, apply it and send its outputs; commit when it is time."""
+        async with self.lock:
+            self.arrived = 0
+            settings = self.settings
+            idle = settings.merge_idle_ms / 1000
+            checkpoint = self.checkpoint
+            while True:
+                now = time.monotonic()
+                work = []
+                released = 0
+                for part in list(self.partitions.values()):
+                    records = merge.release(
+                        part, self.topic_index, self._highwater(part.number), now, idle, settings.batch_size
+                    )
+                    if records:
+                        work.append((part, records))
+                        released += len(records)
+                if work:
+                    await self._apply(work)
+                    self.buffered -= released
+                    checkpoint.applied(work)
+                if checkpoint.due(settings.commit_interval_ms, settings.commit_max_records):
+                    await checkpoint.commit()
+                if released < settings.batch_size:
+                    return
+
+    async def _apply(self, work: list[tuple[Partition, list[Any]]]) -> None:
+        outputs: list[tuple[Output, float | None]] = []
+        bare = self._bare
+        for part, records in work:
+            engine = part.engine
+            process = engine.process_payload
+            applied = part.applied
+            with routed_to(part.number, self.topics[0]):
+                day_before = engine.clock_day
+                for event in records:
+                    msg = event.message
+                    if msg.key:
+                        self._check_routing(msg)
+                    key = msg.key.decode("utf-8", "replace") if msg.key else None
+                    produced = process(
+                        bare(msg.topic),
+                        msg.value or b"",
+                        partition=msg.partition,
+                        offset=msg.offset,
+                        key=key,
+                    )
+                    if produced:
+                        self._count_tiers(part, produced)
+                        for o in produced:
+                            outputs.append((o, msg.timestamp))
+                    applied[msg.topic] = msg.offset
+                if engine.clock_day is not None and engine.clock_day != day_before:
+                    outputs.extend((o, None) for o in self._sweep(part))
+            self._count(engine)
+        await self._send_outputs(outputs)
+
+    def _check_routing(self, msg: Any) -> None:
+        predicted = self.routing.expected(msg.key, msg.partition)
+        if predicted is None:
+            return
+        self.metrics.misrouted.labels(topic=msg.topic).inc()
+        if not self.misrouting_told:  # one warning; the counter tells how many
+            self.misrouting_told = True
+            lifecycle.warning(self.routing.advice(msg.key, msg.topic, msg.partition, predicted))
+
+    def _sweep(self, part: Partition) -> list[Output]:
+        """Every customer of the partition up to its clock's day (state not rewritten)."""
+        sweep: list[Output] = []
+        part.store.tracking = False
+        try:
+            part.engine.sweep(sweep)
+        finally:
+            part.store.tracking = True
+        # Customers whose boundaries produced outputs are written, so that stored state,
+        # sent outputs and the marker's tier counts agree after a restart.
+        part.store.touched.update(key for topic, key, _ in sweep if topic != DLQ)
+        self._count_tiers(part, sweep)
+        part.swept_day = part.engine.clock_day
+        return sweep
+
+    def _count_tiers(self, part: Partition, outputs: list[Output]) -> None:
+        counts = part.tier_counts
+        for topic, _, value in outputs:
+            if topic == TIER_CHANGES:
+                counts[value["from_tier"]] = counts.get(value["from_tier"], 0) - 1
+                counts[value["to_tier"]] = counts.get(value["to_tier"], 0) + 1
+
+    def _bare(self, topic: str) -> str:
+        return INPUT_TOPICS[self.topic_index[topic]]
+
+    def _count(self, engine: PartitionEngine) -> None:
+        """Move the engine's outcome counters into Prometheus."""
+        for outcome in (APPLIED, DUPLICATE, DEAD_LETTER):
+            n = engine.outcomes[outcome]
+            if n:
+                self.metrics.records.labels(outcome=outcome).inc(n)
+                engine.outcomes[outcome] = 0
+        for error, n in list(engine.dead_letters.items()):
+            if n:
+                self.metrics.dead_letters.labels(error=error).inc(n)
+        engine.dead_letters.clear()
+
+    async def _send_outputs(self, outputs: list[tuple[Output, float | None]]) -> None:
+        """Hand outputs to the producer now (latency); their delivery is awaited at commit."""
+        producer = self.app.producer
+        names = self.output_names
+        deliveries = self.checkpoint.deliveries
+        for (topic, key, value), ts in outputs:
+            kind = value.get("type", "dead_letter") if topic != DLQ else "dead_letter"
+            # aiokafka's future for the record's delivery
+            future: asyncio.Future[Any] = await producer.send(  # type: ignore[assignment]
+                names[topic], key.encode("utf-8") if key else None, orjson.dumps(value), None, None, None
+            )
+            future.add_done_callback(functools.partial(self._delivered, kind, ts))
+            deliveries.append(future)
+
+    def _delivered(self, kind: str, ts: float | None, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # the commit's gather raises it; the records stay unacked
+        self.metrics.outputs.labels(type=kind).inc()
+        if ts is not None:
+            self.metrics.latency.observe(max(0.0, time.time() - ts))
+
+    # ------------------------------------------------------------------ commits
+    def _snapshot(self, parts: list[Partition]) -> tuple[list[Write], list[Write]]:
+        """Encode each changed customer once and put it and the markers in the store;
+        note them for Redis. Returns the changelog writes: state, then markers."""
+        writes: list[Write] = []
+        base = self.rules.tier_ids[0]
+        for part in parts:
+            changed = part.store.take_touched(part.number)
+            with routed_to(part.number, self.topics[0]):
+                data = self.table.data
+                for cid, blob, new in changed:
+                    key = cid.encode("utf-8")
+                    data[key] = blob
+                    writes.append((part.number, key, blob))
+                    if new:
+                        part.tier_counts[base] = part.tier_counts.get(base, 0) + 1
+            self.serving.note_customers(part.engine, [(cid, part.store.cache[cid]) for cid, _, _ in changed])
+            self.serving.note_counts(part.number, part.tier_counts)
+        for tier in self.rules.tier_ids:
+            self.metrics.customers.labels(tier=tier).set(
+                sum(p.tier_counts.get(tier, 0) for p in self.partitions.values())
+            )
+        markers = []
+        for part in parts:
+            key, value = marker_key(part.number), marker_of(part, self.shape, self.topic_index)
+            with routed_to(part.number, self.topics[0]):
+                self.table.data[key] = value
+            markers.append((part.number, key, value))
+        return writes, markers
+
+    async def _send_state(self, writes: list[Write]) -> None:
+        """Customer states, delivered.
+
+        Faust's `send_soon` buffer is drained by a background task, so a flush can
+        return with writes still to come; we send the changelog records ourselves and
+        wait for their delivery."""
+        producer = self.app.producer
+        table: Any = self.table
+        name = table.changelog_topic.get_topic_name()
+        futures = [await producer.send(name, key, blob, number, None, None) for number, key, blob in writes]
+        await asyncio.gather(*futures)
+
+    async def _send_markers(self, markers: list[Write]) -> None:
+        """Each partition's marker, alone in its batch, its offset recorded as the RocksDB
+        checkpoint, so a restart reads the changelog from the last marker on. Recording
+        it for every state write would, after a crash between a commit's state and its
+        marker, put it past the end offset the local broker reports, and Faust would
+        refuse to start."""
+        table: Any = self.table
+        changelog = table.changelog_topic
+        callback = changelog_callback(table)
+        sent = [
+            await changelog.send(key=key, value=value, partition=number, callback=callback)
+            for number, key, value in markers
+        ]
+        await asyncio.gather(*sent)
+
+    # ------------------------------------------------------------------ live clock
+    async def _tick_clock(self) -> None:
+        if not self.settings.live_clock:
+            return
+        async with self.lock:
+            instant = wall_clock_us() - self.rules.clock_lag_seconds * US_PER_SECOND
+            outputs: list[tuple[Output, float | None]] = []
+            for part in list(self.partitions.values()):
+                engine = part.engine
+                if engine.clock is None:
+                    continue
+                day_before = engine.clock_day
+                engine.advance_clock(instant)
+                if engine.clock_day != day_before or part.swept_day != engine.clock_day:
+                    with routed_to(part.number, self.topics[0]):
+                        outputs.extend((o, None) for o in self._sweep(part))
+                self.checkpoint.moved[part.number] = part
+            await self._send_outputs(outputs)
+            await self.checkpoint.commit()

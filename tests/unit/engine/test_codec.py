@@ -1,0 +1,97 @@
+"""State codec: a decoded customer behaves exactly like the original, and stays small."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+
+from tierstream.engine import codec
+from tierstream.engine.evaluate import series_specs
+from tierstream.engine.partition import PartitionEngine
+from tierstream.engine.rules import load_rules, parse_rules
+from tierstream.testing.book import Book, make_rules
+from tierstream.testing.strategies import histories, ts
+from tierstream.tools.simulate import feed_line
+
+
+@settings(max_examples=40, deadline=None)
+@given(histories(), histories())
+def test_round_trip_mid_stream_changes_nothing(first: list[bytes], second: list[bytes]) -> None:
+    rules = make_rules(grace=2)
+    straight, restored = PartitionEngine(rules), PartitionEngine(rules)
+    out_a: list[Any] = []
+    out_b: list[Any] = []
+    for i, line in enumerate(first):
+        out_a += feed_line(straight, i, line)
+        out_b += feed_line(restored, i, line)
+    specs = restored.ledger.specs
+    for cid in list(restored.customers):
+        blob = codec.encode(restored.customers[cid], specs)
+        restored.customers[cid] = codec.decode(blob, specs)
+        assert codec.encode(restored.customers[cid], specs) == blob
+    for i, line in enumerate(second):
+        out_a += feed_line(straight, i, line)
+        out_b += feed_line(restored, i, line)
+    assert out_a == out_b
+
+
+def test_state_bytes_per_customer_stay_small() -> None:
+    """A customer with four accounts, daily activity and a profile, after 400 days."""
+    for preset, limit in (("cmb", 1500), ("ccb", 4096)):
+        engine = PartitionEngine(load_rules(preset))
+        book = Book()
+        for day in range(400):
+            (
+                book.balance(ts(day, 3600), f"{100000 + day * 13}.00", account="A1")
+                .balance(ts(day, 3700), f"{250000 - day * 7}.00", account="A2", product="loan")
+                .balance(ts(day, 3800), f"{30000 + day % 5}.00", account="A3", product="wealth")
+                .txn(ts(day, 7200), "12.00", channel="pos", account="A4", balance_after=f"{day}.00")
+                .txn(ts(day, 7300), "800.00", channel="transfer", counterparty_bank="ICBC")
+            )
+            if day % 30 == 0:
+                book.profile(ts(day, 100), segment="mass", household_income=150000, high_end_card=False)
+        for i, line in enumerate(book.encoded()):
+            feed_line(engine, i, line)
+        assert engine.outcomes["applied"] == len(book.lines)
+        size = len(codec.encode(engine.customers["A"], engine.ledger.specs))
+        print(f"{preset}: {size} bytes of state")
+        assert size <= limit, (preset, size)
+
+
+def _shape(text: str) -> dict[str, Any]:
+    rules = parse_rules(text, "test.yaml")
+    return codec.state_shape(rules.tier_ids, series_specs(rules))
+
+
+CMB_TEXT = (Path(__file__).parents[3] / "streams" / "presets" / "cmb.yaml").read_text(encoding="utf-8")
+
+
+def test_a_threshold_change_keeps_the_state_shape() -> None:
+    changed = CMB_TEXT.replace("avg_aum_30d >= 50000", "avg_aum_30d >= 60000")
+    assert changed != CMB_TEXT
+    assert codec.shape_mismatch(_shape(CMB_TEXT), _shape(changed)) is None
+
+
+def test_an_inserted_tier_changes_the_shape_and_says_how() -> None:
+    changed = CMB_TEXT.replace(
+        "  - {id: gold,", '  - {id: silver, label: 银卡, any_of: ["avg_aum_30d >= 20000"]}\n  - {id: gold,'
+    )
+    why = codec.shape_mismatch(_shape(CMB_TEXT), _shape(changed))
+    assert why is not None and "'silver'" in why and why.startswith("tiers ")
+
+
+def test_a_new_window_or_lateness_changes_the_rings() -> None:
+    wider = CMB_TEXT.replace('"avg_aum_30d >= 10000000"', '"avg_aum_90d >= 10000000"')
+    why = codec.shape_mismatch(_shape(CMB_TEXT), _shape(wider))
+    assert why is not None and "aum 90 days" in why
+    later = CMB_TEXT.replace("max_lateness_days: 7", "max_lateness_days: 40")
+    why = codec.shape_mismatch(_shape(CMB_TEXT), _shape(later))
+    assert why is not None and "day series" in why
+
+
+def test_the_shape_survives_the_marker_json() -> None:
+    shape = _shape(CMB_TEXT)
+    assert codec.shape_mismatch(orjson.loads(orjson.dumps(shape)), shape) is None

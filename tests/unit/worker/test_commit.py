@@ -1,0 +1,193 @@
+"""The checkpoint: deliveries, then state, then markers, then acks (stub partitions and events)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tierstream.worker.commit import Checkpoint, Write
+
+
+class Event:
+    def __init__(self, log: list[str], topic: str, offset: int) -> None:
+        self.log = log
+        self.message = SimpleNamespace(topic=topic, offset=offset)
+
+    def ack(self) -> None:
+        self.log.append(f"ack {self.message.topic}:{self.message.offset}")
+
+
+def partition(number: int) -> Any:
+    return SimpleNamespace(number=number, acked={})
+
+
+class Harness:
+    """A checkpoint whose writes are logged; `fail_state` makes the state write fail."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.fail_state = False
+        self.now = 0.0
+        self.checkpoint = Checkpoint(
+            self.snapshot, self.send_state, self.send_markers, clock=lambda: self.now
+        )
+
+    def snapshot(self, parts: list[Any]) -> tuple[list[Write], list[Write]]:
+        numbers = sorted(p.number for p in parts)
+        self.log.append(f"snapshot {numbers}")
+        return [(n, b"c", b"state") for n in numbers], [(n, b"m", b"marker") for n in numbers]
+
+    async def send_state(self, writes: list[Write]) -> None:
+        await asyncio.sleep(0)
+        if self.fail_state:
+            raise OSError("broker away")
+        self.log.append(f"state {[n for n, _, _ in writes]}")
+
+    async def send_markers(self, markers: list[Write]) -> None:
+        self.log.append(f"markers {[n for n, _, _ in markers]}")
+
+    def events(self, topic: str, *offsets: int) -> list[Event]:
+        return [Event(self.log, topic, o) for o in offsets]
+
+    def delivery(self, name: str) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: self.log.append(f"delivered {name}"))
+        self.checkpoint.deliveries.append(future)
+        return future
+
+
+def test_a_commit_writes_deliveries_then_state_then_markers_then_acks() -> None:
+    async def scenario() -> list[str]:
+        h = Harness()
+        p0, p1 = partition(0), partition(1)
+        h.checkpoint.applied([(p0, h.events("bal", 0, 1)), (p1, h.events("txn", 7))])
+        out = h.delivery("out")
+        await h.checkpoint.commit()
+        assert h.log == ["snapshot [0, 1]"], "the snapshot is taken when the commit starts"
+        out.set_result(None)
+        await h.checkpoint.wait()
+        assert p0.acked == {"bal": 1} and p1.acked == {"txn": 7}
+        return h.log
+
+    assert asyncio.run(scenario()) == [
+        "snapshot [0, 1]",
+        "delivered out",
+        "state [0, 1]",
+        "markers [0, 1]",
+        "ack bal:0",
+        "ack bal:1",
+        "ack txn:7",
+    ]
+
+
+def test_a_failed_delivery_acks_nothing_and_is_raised() -> None:
+    async def scenario() -> Harness:
+        h = Harness()
+        p0 = partition(0)
+        h.checkpoint.applied([(p0, h.events("bal", 0))])
+        h.delivery("out").set_exception(OSError("delivery failed"))
+        await h.checkpoint.commit()
+        with pytest.raises(OSError, match="delivery failed"):
+            await h.checkpoint.wait()
+        assert p0.acked == {}
+        return h
+
+    h = asyncio.run(scenario())
+    assert not any(line.startswith(("state", "markers", "ack")) for line in h.log)
+
+
+def test_a_failed_state_write_writes_no_marker_and_acks_nothing() -> None:
+    async def scenario() -> Harness:
+        h = Harness()
+        h.fail_state = True
+        h.checkpoint.applied([(partition(0), h.events("bal", 0))])
+        await h.checkpoint.commit()
+        with pytest.raises(OSError):
+            await h.checkpoint.wait()
+        return h
+
+    assert asyncio.run(scenario()).log == ["snapshot [0]"]
+
+
+def test_a_revoke_mid_commit_waits_for_it_then_commits_the_rest() -> None:
+    """What `Worker._on_revoked` does: commit, then wait, while a commit is in flight."""
+
+    async def scenario() -> list[str]:
+        h = Harness()
+        p0 = partition(0)
+        h.checkpoint.applied([(p0, h.events("bal", 0))])
+        first = h.delivery("first")
+        await h.checkpoint.commit()
+        h.checkpoint.applied([(p0, h.events("bal", 1))])  # applied while the first is in flight
+        second = h.delivery("second")
+        asyncio.get_running_loop().call_soon(first.set_result, None)
+        asyncio.get_running_loop().call_soon(second.set_result, None)
+        await h.checkpoint.commit()  # the revoke: waits for the first commit
+        await h.checkpoint.wait()
+        assert p0.acked == {"bal": 1}
+        assert not h.checkpoint.pending and h.checkpoint.committing is None
+        return h.log
+
+    log = asyncio.run(scenario())
+    snapshots = [i for i, line in enumerate(log) if line == "snapshot [0]"]
+    assert len(snapshots) == 2, "the second commit snapshots what the first did not hold"
+    assert snapshots[0] < log.index("ack bal:0") < snapshots[1] < log.index("ack bal:1"), (
+        "the second snapshot is taken only after the first commit finished"
+    )
+
+
+def test_only_what_was_applied_before_the_snapshot_is_acked() -> None:
+    async def scenario() -> tuple[Harness, Any]:
+        h = Harness()
+        p0 = partition(0)
+        h.checkpoint.applied([(p0, h.events("bal", 0))])
+        out = h.delivery("out")
+        await h.checkpoint.commit()
+        h.checkpoint.applied([(p0, h.events("bal", 1))])
+        out.set_result(None)
+        await h.checkpoint.wait()
+        return h, p0
+
+    h, p0 = asyncio.run(scenario())
+    assert p0.acked == {"bal": 0}
+    assert "ack bal:1" not in h.log
+    assert h.checkpoint.uncommitted_records == 1 and h.checkpoint.pending
+
+
+def test_nothing_applied_commits_nothing() -> None:
+    async def scenario() -> Harness:
+        h = Harness()
+        await h.checkpoint.commit()
+        await h.checkpoint.wait()
+        return h
+
+    h = asyncio.run(scenario())
+    assert h.log == [] and h.checkpoint.committing is None
+
+
+def test_a_moved_clock_commits_its_marker_without_records() -> None:
+    async def scenario() -> list[str]:
+        h = Harness()
+        h.checkpoint.moved[3] = partition(3)
+        assert h.checkpoint.pending
+        await h.checkpoint.commit()
+        await h.checkpoint.wait()
+        return h.log
+
+    assert asyncio.run(scenario()) == ["snapshot [3]", "state [3]", "markers [3]"]
+
+
+@pytest.mark.parametrize(
+    ("records", "elapsed", "due"),
+    [(0, 0.0, False), (99, 0.099, False), (100, 0.0, True), (0, 0.1, True)],
+)
+def test_a_commit_is_due_after_the_interval_or_enough_records(
+    records: int, elapsed: float, due: bool
+) -> None:
+    h = Harness()
+    h.checkpoint.uncommitted_records = records
+    h.now = elapsed
+    assert h.checkpoint.due(interval_ms=100, max_records=100) is due
