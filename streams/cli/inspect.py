@@ -103,19 +103,51 @@ def _print_explanation(doc: dict[str, Any]) -> None:
         out.print(f"opportunity to {t}: last {v['last']}, next allowed {v['next_allowed']}")
     for r, v in cd["churn"].items():
         out.print(f"churn {r}: last {v['last']}, next allowed {v['next_allowed']}")
+    _print_segments(out, doc["segments"])
     events = Table(title="outputs so far", title_justify="left")
     for col in ("effective_at", "type", "what"):
         events.add_column(col)
     for o in doc["outputs"]:
-        what = (
-            f"{o['from_tier']} → {o['to_tier']} ({o['matched']})"
-            if o["type"] == "tier_changed"
-            else f"{o['target_tier']} gap {o['gap']}"
-            if o["type"] == "upgrade_opportunity"
-            else f"{o['reason']} ({o['severity']})"
-        )
-        events.add_row(o["effective_at"], o["type"], what)
+        events.add_row(o["effective_at"], o["type"], _what(o))
     out.print(events)
+
+
+def _what(o: dict[str, Any]) -> str:
+    """One output, in a few words."""
+    if o["type"] == "tier_changed":
+        return f"{o['from_tier']} → {o['to_tier']} ({o['matched']})"
+    if o["type"] == "upgrade_opportunity":
+        return f"{o['target_tier']} gap {o['gap']}"
+    if o["type"] == "segment_changed":
+        return f"{o['segment']} {o['from'] or '∅'} → {o['to']}"
+    return f"{o['reason']} ({o['severity']})"
+
+
+def _print_segments(out: Console, segments: dict[str, Any]) -> None:
+    """Each segment: its value (as last published, or served live), what the next boundary
+    would give, and each dimension's metric, value, score and the band around the value."""
+    out.print("[bold]segments[/] (value as last published; → what the next boundary gives)")
+    for name, seg in segments.items():
+        note = "" if seg["published"] else "  (served, not published: no segments section)"
+        out.print(f"  {name:<10} {seg['value'] or '∅'} → {seg['now']}{note}", highlight=False)
+        if name == "lifecycle":
+            r = seg["reads"]
+            out.print(
+                f"    dormant spell {'yes' if r['dormant_warned_this_spell'] else 'no'}, churn risk "
+                f"{'yes' if r['churn_risk'] else 'no'}, first seen {r['days_since_first_seen']} days ago "
+                f"(new for {r['new_days']}), inactive_days {r['inactive_days']}",
+                highlight=False,
+            )
+            continue
+        for d in seg["dimensions"]:
+            low, high = d["band"]["from"], d["band"]["below"]
+            band = f"[{low if low is not None else '−∞'}, {high if high is not None else '∞'})"
+            named = f" {d['name']}" if d["name"] != str(d["score"]) else ""
+            order = ", less is better" if d["order"] == "less is better" else ""
+            out.print(
+                f"    {d['role']:<10} {d['metric']} {d['value']}: score {d['score']}{named}, band {band}{order}",
+                highlight=False,
+            )
 
 
 @app.command()
@@ -184,6 +216,17 @@ def whatif(
             f"{dist['B'].get(ta, 0):,}" if ta in rules_b.tier_ids else "—",
         )
     out.print(moves)
+    for name in result.segment_names():
+        matrix = result.segment_matrix(name)
+        out.print(f"segment {name}: A → B", highlight=False)
+        table = Table()
+        table.add_column("A \\ B")
+        columns = list(next(iter(matrix.values()), {}))
+        for vb in columns:
+            table.add_column(vb, justify="right")
+        for va, row in matrix.items():
+            table.add_row(va, *[f"{row[vb]:,}" for vb in columns])
+        out.print(table)
     cells = result.cell_counts()
     for (ta, tb), ids in sorted(result.samples().items()):
         if ta != tb:

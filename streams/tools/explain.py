@@ -154,6 +154,7 @@ def explain(
         "accounts": accounts,
         "series": series,
         "cooldowns": cooldowns,
+        "segments": ev.segment_breakdown(c),
         "outputs": [
             {"topic": t, **{k: v for k, v in value.items() if k != "emitted_at"}}
             for t, _, value in outputs

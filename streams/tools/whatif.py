@@ -10,16 +10,32 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import product
 from typing import Any
 
 from ..engine.ledger import Customer
 from ..engine.money import format_fen
 from ..engine.partition import PartitionEngine
-from ..engine.rules import Rules
+from ..engine.rules import LIFECYCLE_STAGES, Rules
 from ..safeio import atomic_path
 from .simulate import feed_line, happens_after
 
 SAMPLES = 3
+#: a customer's segment before its first boundary, in the segment matrices
+NONE = "∅"
+
+
+def _order(rules: Rules, segment: str) -> Any:
+    """A sort key for one segment's values: none first, then the rules' own order (the
+    lifecycle stages, the grid's names), else by text."""
+    if segment == "lifecycle":
+        rank = {v: i for i, v in enumerate(LIFECYCLE_STAGES)}
+    elif segment == "grid":
+        value, activity = rules.serving_grid()
+        rank = {f"{v}/{a}": i for i, (v, a) in enumerate(product(value.names, activity.names))}
+    else:
+        rank = {}
+    return lambda v: (v != NONE, rank.get(v, len(rank)), v)
 
 
 @dataclass
@@ -38,6 +54,26 @@ class WhatIf:
     daily: list[tuple[str, Counter[str], Counter[str]]] = field(default_factory=list)
     #: customer -> metric values (both ladders' metrics) and each ladder's gap to its next tier
     figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: customer -> segment -> value served at the end, under A and under B
+    segments_a: dict[str, dict[str, str]] = field(default_factory=dict)
+    segments_b: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def segment_names(self) -> list[str]:
+        """The segments both sides serve (lifecycle and grid always; rfm when both publish it)."""
+        a = {name for seg in self.segments_a.values() for name in seg}
+        b = {name for seg in self.segments_b.values() for name in seg}
+        return [name for name in ("lifecycle", "rfm", "grid") if name in a and name in b]
+
+    def segment_matrix(self, name: str) -> dict[str, dict[str, int]]:
+        """Customers by their `name` segment under A (rows) and under B (columns); a customer
+        with no value yet on a side counts under "∅"."""
+        cells = Counter(
+            (seg.get(name, NONE), self.segments_b.get(cid, {}).get(name, NONE))
+            for cid, seg in self.segments_a.items()
+        )
+        rows = sorted({a for a, _ in cells}, key=_order(self.rules_a, name))
+        cols = sorted({b for _, b in cells}, key=_order(self.rules_b, name))
+        return {a: {b: cells.get((a, b), 0) for b in cols} for a in rows}
 
     def matrix(self, snap: Snapshot | None = None) -> dict[str, dict[str, int]]:
         snap = snap or self.final
@@ -118,7 +154,9 @@ def run_whatif(
             )
             if month_ends or (nxt is not None and cal.day_text(nxt)[:7] != cal.day_text(d)[:7]):
                 monthly_snaps.append(Snapshot(cal.day_text(d), days_a[d], days_b[d]))
-    return WhatIf(rules_a, rules_b, final, monthly_snaps, daily, _figures(a, b))
+    served_a = {cid: a.evaluator.serving_segments(c) for cid, c in a.customers.items()}
+    served_b = {cid: b.evaluator.serving_segments(c) for cid, c in b.customers.items()}
+    return WhatIf(rules_a, rules_b, final, monthly_snaps, daily, _figures(a, b), served_a, served_b)
 
 
 def _next_gap(engine: PartitionEngine, c: Customer) -> tuple[str, str]:
@@ -180,6 +218,14 @@ def write_csv(result: WhatIf, folder: Any) -> list[str]:
             figures = result.figures.get(cid, {})
             w.writerow([cid, result.final.a[cid], result.final.b[cid], *(figures.get(k) for k in extra)])
     written.append(str(out / "customers.csv"))
+    with atomic_path(out / "segments.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["segment", "value_a", "value_b", "customers"])
+        for name in result.segment_names():
+            for va, row in result.segment_matrix(name).items():
+                for vb, n in row.items():
+                    w.writerow([name, va, vb, n])
+    written.append(str(out / "segments.csv"))
     return written
 
 

@@ -89,7 +89,17 @@ def test_whatif_of_a_ladder_against_itself_is_the_identity(tmp_path: Path) -> No
     assert sum(sum(r.values()) for r in result.matrix().values()) == len(result.final.a) > 0
     assert result.monthly and all(s.a == s.b for s in result.monthly)
     files = write_csv(result, tmp_path / "csv")
-    assert [Path(f).name for f in files] == ["migration.csv", "distribution.csv", "customers.csv"]
+    assert [Path(f).name for f in files] == [
+        "migration.csv",
+        "distribution.csv",
+        "customers.csv",
+        "segments.csv",
+    ]
+    # the segment matrices are the identity too (cmb publishes all three)
+    assert result.segment_names() == ["lifecycle", "rfm", "grid"]
+    for name in result.segment_names():
+        for va, row in result.segment_matrix(name).items():
+            assert all(n == 0 for vb, n in row.items() if vb != va), name
     plot(result, tmp_path / "tiers.png")
     assert (tmp_path / "tiers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -225,3 +235,44 @@ def test_whatif_before_any_event_is_refused(tmp_path: Path) -> None:
         [sys.executable, "-m", "tierstream.cli", *args], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "no applied event at or before --at" in result.stderr
+
+
+WITH_GRID = (
+    BASE
+    + """
+segments:
+  grid:
+    value:    {metric: avg_aum_30d, bands: [50000], names: [low, high]}
+    activity: {metric: txn_count_30d, bands: [100], names: [quiet, busy]}
+"""
+)
+
+
+def test_a_raised_grid_band_moves_exactly_the_customers_in_the_gap() -> None:
+    book = Book()
+    for i, amount in enumerate(["45000.00", "50000.00", "59999.99", "60000.00"]):
+        book.balance("2026-01-01T10:00:00+08:00", amount, customer=f"K{i}", account=f"K{i}-1")
+    book.balance("2026-03-01T10:00:00+08:00", "1.00", customer="Z", account="Z1")
+    lines = list(enumerate(book.encoded()))
+    raised = WITH_GRID.replace("bands: [50000]", "bands: [60000]")
+    result = run_whatif(parse_rules(WITH_GRID), parse_rules(raised), lines)
+    assert result.segment_names() == ["lifecycle", "grid"]  # rfm published by neither
+    assert result.segment_matrix("grid") == {
+        "∅": {"∅": 1, "low/quiet": 0, "high/quiet": 0},  # Z: first seen on the last day
+        "low/quiet": {"∅": 0, "low/quiet": 1, "high/quiet": 0},
+        "high/quiet": {"∅": 0, "low/quiet": 2, "high/quiet": 1},
+    }
+
+
+def test_explain_shows_each_segment_with_its_dimensions() -> None:
+    rules = load_rules("cmb")
+    engine, outputs = replay_until(rules, bank_lines(), None)
+    cid = next(iter(engine.customers))
+    doc = explain(engine, cid, outputs)
+    assert list(doc["segments"]) == ["lifecycle", "rfm", "grid"]
+    rfm = doc["segments"]["rfm"]
+    scores = [d["score"] for d in rfm["dimensions"]]
+    assert rfm["now"] == "R{}F{}M{}".format(*scores)  # the scores shown are today's
+    assert rfm["value"] == engine.customers[cid].segments[1]  # type: ignore[index]  # as last published
+    assert [d["role"] for d in rfm["dimensions"]] == ["recency", "frequency", "monetary"]
+    assert doc["segments"]["grid"]["dimensions"][0]["metric"] == "avg_aum_30d"
