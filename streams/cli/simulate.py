@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..engine.rules import Rules
+from ..engine.rules import LIFECYCLE_STAGES, Rules
 from ..engine.timeutil import wall_clock_us
 from .common import (
     RulesOpt,
@@ -160,6 +160,33 @@ def _print_summary(rules: Rules, summary: dict[str, Any]) -> None:
         matrix.add_row(src, *[f"{row.get(dst, 0):,}" if dst != src else "·" for dst in ids])
     for table in (outcomes, tiers, matrix):
         err.print(table)
+    _print_segments(rules, summary["segments"])
+
+
+def _print_segments(rules: Rules, counts: dict[str, dict[str, int]]) -> None:
+    """The published segments at the end: lifecycle stages, the grid as its 3 x 3 (or k x k)
+    table, and the most common RFM scores."""
+    published = rules.published_segments()
+    if "lifecycle" in published:
+        stages = counts.get("lifecycle", {})
+        err.print(
+            "lifecycle: " + ", ".join(f"{s} {stages.get(s, 0):,}" for s in LIFECYCLE_STAGES),
+            highlight=False,
+        )
+    if "rfm" in published:
+        rfm = sorted(counts.get("rfm", {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        top = ", ".join(f"{v} {n:,}" for v, n in rfm[:6])
+        err.print(f"rfm: {len(rfm):,} scores in use; most customers: {top}", highlight=False)
+    if "grid" in published:
+        value, activity = rules.serving_grid()
+        cells = counts.get("grid", {})
+        grid = Table(title="grid (value × activity)", title_justify="left")
+        grid.add_column("value \\ activity")
+        for a in activity.names:
+            grid.add_column(a, justify="right")
+        for v in reversed(value.names):  # high value on top
+            grid.add_row(v, *[f"{cells.get(f'{v}/{a}', 0):,}" for a in activity.names])
+        err.print(grid)
 
 
 @app.command()
