@@ -15,6 +15,7 @@ METRIC_NAMES = (
     "tierstream_redis_write_failures_total",
     "tierstream_redis_pending_customers",
     "tierstream_customers",
+    "tierstream_customers_by_segment",
 )
 
 #: event-to-output seconds; fine between 50 ms and 1 s, where the target (p99 500 ms) lies
@@ -78,6 +79,12 @@ class WorkerMetrics:
         )
         self.customers = Gauge(
             "tierstream_customers", "Customers by tier on this worker's partitions", ["tier"], registry=r
+        )
+        self.segments = Gauge(
+            "tierstream_customers_by_segment",
+            "Customers by the value of each published segment (SPEC §10) on this worker's partitions",
+            ["segment", "value"],
+            registry=r,
         )
 
     def render(self) -> tuple[bytes, str]:

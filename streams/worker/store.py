@@ -7,7 +7,7 @@ caller's job (`compat.routed_to`).
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +18,7 @@ from ..contract import MARKER_PREFIX, marker_key, marker_value
 from ..engine import codec
 from ..engine.ledger import Customer, SeriesSpec
 from ..engine.partition import PartitionEngine
+from ..engine.rules import SEGMENT_NAMES
 
 
 class CustomerStore(MutableMapping[str, Customer]):
@@ -79,13 +80,29 @@ class CustomerStore(MutableMapping[str, Customer]):
                 del self.loaded[cid]
         return changed
 
-    def load_ids(self, partition: int) -> None:
-        """Customer ids of this partition: the table keys whose state says so."""
+    def load_ids(self, partition: int, tier_ids: tuple[str, ...]) -> StoredCounts:
+        """Customer ids of this partition (the table keys whose state says so), and the
+        customers per tier and per segment value counted from those states: a crash between
+        a commit's state writes and its marker leaves states the marker's counts do not
+        include (their records come back as duplicates, so nothing would count them again)."""
+        counts = StoredCounts()
         for key, raw in self.table.items():
             if key.startswith(MARKER_PREFIX) or raw is None:
                 continue
             if codec.partition_of(raw) == partition:
                 self.ids.add(key.decode("utf-8"))
+                c = codec.decode(raw, self.specs)
+                counts.tiers[tier_ids[c.tier]] += 1
+                for name, value in zip(SEGMENT_NAMES, c.segments or (), strict=False):
+                    if value:
+                        counts.segments[(name, value)] += 1
+        return counts
+
+
+@dataclass
+class StoredCounts:
+    tiers: Counter[str] = field(default_factory=Counter)
+    segments: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 @dataclass
@@ -104,8 +121,19 @@ class Partition:
     #: highest offset fully done (outputs delivered, state written) per input topic: lag
     acked: dict[str, int] = field(default_factory=dict)
     swept_day: int | None = None
-    #: customers per tier (kept in the marker, so exact across restarts)
+    #: customers per tier (kept in the marker, and counted again from the states at load)
     tier_counts: dict[str, int] = field(default_factory=dict)
+    #: customers per (segment, value) published: counted at load, then moved by the engine
+    segment_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def take_segment_moves(self) -> None:
+        """Apply the segment changes the engine made since the last call."""
+        moves = self.engine.evaluator.segment_moves
+        for (name, old, new), n in moves.items():
+            if old is not None:
+                self.segment_counts[(name, old)] -= n
+            self.segment_counts[(name, new)] += n
+        moves.clear()
 
 
 class ShapeMismatch(Exception):

@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 import faust
@@ -138,7 +138,13 @@ class Worker:
                         "rules (docs/going-live.md, 'a ladder change'), or run the rules the table was "
                         "written with."
                     )
-                store.load_ids(number)
+                stored = store.load_ids(number, self.rules.tier_ids)
+                if dict(stored.tiers) != {t: n for t, n in part.tier_counts.items() if n}:
+                    part.tier_counts = dict(stored.tiers)
+                    self.checkpoint.moved[number] = (
+                        part  # the next commit writes the marker and Redis's counts
+                    )
+                part.segment_counts = stored.segments
             # What the marker lists was finished (by us before a rebalance, or by the
             # previous owner): lag counts from there, also when nothing new arrives.
             part.acked.update(part.applied)
@@ -386,6 +392,13 @@ class Worker:
             self.metrics.customers.labels(tier=tier).set(
                 sum(p.tier_counts.get(tier, 0) for p in self.partitions.values())
             )
+        for part in parts:
+            part.take_segment_moves()
+        by_value: Counter[tuple[str, str]] = Counter()
+        for p in self.partitions.values():
+            by_value.update(p.segment_counts)
+        for (segment, shown), n in by_value.items():
+            self.metrics.segments.labels(segment=segment, value=shown).set(n)
         markers = []
         for part in parts:
             key, value = marker_key(part.number), marker_of(part, self.shape, self.topic_index)

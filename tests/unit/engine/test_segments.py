@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tierstream.testing.book import BASE_RULES, Book, run
 from tierstream.engine import codec
 from tierstream.engine.rules import Dimension, RulesError, parse_metric, parse_rules
+from tierstream.testing.book import BASE_RULES, Book, run
 
 PARAMS = {"grace": 10, "opp_cooldown": 30, "dormant": 30, "churn_cooldown": 30, "lateness": 7}
 SEGMENTS = """

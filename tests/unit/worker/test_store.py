@@ -92,5 +92,30 @@ def test_load_ids_keeps_this_partitions_customers_and_skips_markers(rules: Rules
     table[b"theirs"] = codec.encode(fresh, specs, 4)
     table[marker_key(3)] = b"{}"
     part = partition(rules, table)
-    part.store.load_ids(3)
+    counts = part.store.load_ids(3, rules.tier_ids)
     assert list(part.store) == ["mine"] and len(part.store) == 1
+    assert dict(counts.tiers) == {rules.tier_ids[0]: 1} and not counts.segments
+
+
+def test_load_counts_tiers_and_segments_from_the_states_and_moves_follow(rules: Rules) -> None:
+    """Counts come from the stored states (a crash before the marker loses none), then
+    the engine's segment moves keep them current."""
+    table: dict[bytes, bytes] = {}
+    specs = partition(rules, table).store.specs
+    ledger = partition(rules, table).engine.ledger
+    for i, (tier, grid) in enumerate([(0, "低价值/低活跃"), (1, "低价值/低活跃"), (1, "中价值/低活跃")]):
+        c = ledger.new_customer(19675, 0)
+        c.tier, c.segments = tier, ["new", "R5F1M1", grid]
+        table[f"c{i}".encode()] = codec.encode(c, specs, 3)
+    part = partition(rules, table)
+    counts = part.store.load_ids(3, rules.tier_ids)
+    assert dict(counts.tiers) == {"standard": 1, "gold": 2}
+    assert counts.segments[("grid", "低价值/低活跃")] == 2 and counts.segments[("lifecycle", "new")] == 3
+    part.segment_counts = counts.segments
+    part.engine.evaluator.segment_moves[("grid", "低价值/低活跃", "中价值/低活跃")] += 1
+    part.engine.evaluator.segment_moves[("rfm", None, "R1F1M1")] += 1
+    part.take_segment_moves()
+    assert part.segment_counts[("grid", "低价值/低活跃")] == 1
+    assert part.segment_counts[("grid", "中价值/低活跃")] == 2
+    assert part.segment_counts[("rfm", "R1F1M1")] == 1
+    assert not part.engine.evaluator.segment_moves  # drained
