@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -42,8 +43,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..broker import ensure_topics
-from ..contract import BUSINESS_TOPICS, OPPORTUNITIES, TIER_CHANGES
-from ..engine.rules import load_rules
+from ..contract import BUSINESS_TOPICS, OPPORTUNITIES, SEGMENT_CHANGES, TIER_CHANGES
+from ..engine.rules import LIFECYCLE_STAGES, load_rules
 from ..settings import Settings
 from ..tools.generate import generate_events
 from . import prometheus
@@ -234,7 +235,7 @@ class Demo:
             _stat("bank date", self.bank_day or "—"),
         )
         outs = Table.grid(padding=(0, 3))
-        for _ in range(3):
+        for _ in range(4):
             outs.add_column(justify="right")
         outs.add_row(
             *(
@@ -243,6 +244,7 @@ class Demo:
                     ("tier changes", "tier_changed"),
                     ("opportunities", "upgrade_opportunity"),
                     ("churn warnings", "churn_warning"),
+                    ("segment changes", "segment_changed"),
                 )
             )
         )
@@ -257,7 +259,9 @@ class Demo:
                 f"{t.label} {t.id}", Text("█" * max(0, round(40 * n / total)), style="cyan"), f"{n:,}"
             )
         links = Text("\n".join(self.links) or "starting…", overflow="ellipsis", no_wrap=True)
-        tiers_rows = len(self.rules.tiers) + 2
+        grid = self._grid_table()
+        value_names = self.rules.serving_grid()[0].names
+        tiers_rows = max(len(self.rules.tiers), len(value_names) + 2) + 2
         links_rows = max(3, len(self.links) + 2)
         feed_rows = max(3, height - 6 - tiers_rows - links_rows - 2)
         layout = Layout()
@@ -270,12 +274,15 @@ class Demo:
                 ),
                 size=6,
             ),
-            Layout(
-                Panel(tiers, title="tier distribution (served from Redis: tierstream:tier_counts)"),
-                size=tiers_rows,
-            ),
+            Layout(name="distribution", size=tiers_rows),
             Layout(Panel(links, title="try it (paste into another terminal)"), size=links_rows),
             Layout(name="feeds"),
+        )
+        layout["distribution"].split_row(
+            Layout(
+                Panel(tiers, title="tier distribution (served from Redis: tierstream:tier_counts)"), ratio=3
+            ),
+            Layout(Panel(grid, title="grid 九宫格 (/metrics)"), ratio=2),
         )
         layout["feeds"].split_row(
             *(
@@ -294,6 +301,25 @@ class Demo:
         )
         return layout
 
+    def _grid_table(self) -> Table:
+        """The value x activity grid (九宫格) and the lifecycle stages, customers in each."""
+        counts: dict[tuple[str, str], float] = {}
+        for key, n in self.metrics.items():
+            if key.startswith("tierstream_customers_by_segment{"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', key))
+                counts[(labels.get("segment", ""), labels.get("value", ""))] = n
+        value, activity = self.rules.serving_grid()
+        table = Table(box=None, expand=True)
+        table.add_column("value \\ activity")
+        for a in activity.names:
+            table.add_column(a, justify="right")
+        for v in reversed(value.names):  # high value on top
+            table.add_row(v, *[f"{counts.get(('grid', f'{v}/{a}'), 0):,.0f}" for a in activity.names])
+        stages = [(s, counts.get(("lifecycle", s))) for s in LIFECYCLE_STAGES]
+        if any(n is not None for _, n in stages):
+            table.caption = "  ".join(f"{s} {n or 0:,.0f}" for s, n in stages)
+        return table
+
 
 def _stat(label: str, value: str) -> Text:
     return Text.assemble((value, "bold"), "\n", (label, "dim"))
@@ -307,6 +333,8 @@ def _describe(topic: str, v: dict[str, Any]) -> str:
     if topic == OPPORTUNITIES:
         gap = str(v["gap"]).split(".")[0]
         return f"{when} {v['customer_id']} → {v['target_tier']} −{gap}"
+    if topic == SEGMENT_CHANGES:
+        return f"{when} {v['customer_id']} {v['segment']} {v['from'] or '∅'} → {v['to']}"
     return f"{when} {v['customer_id']} {v['reason']} ({v['severity']})"
 
 

@@ -33,3 +33,18 @@ def test_the_end_of_the_replay_names_the_skipped_lines(tmp_path: Path) -> None:
     assert demo.skipped == [
         "164 lines naming no input topic skipped (simulate dead-letters them as schema_violation)"
     ]
+
+
+def test_the_segment_panel_shows_the_grid_and_lifecycle_from_the_metrics(tmp_path: Path) -> None:
+    demo = Demo(tmp_path)  # the cmb preset: a 3 x 3 grid with Chinese names
+    demo.metrics = {
+        'tierstream_customers_by_segment{segment="grid",value="高价值/中活跃"}': 7.0,
+        'tierstream_customers_by_segment{segment="lifecycle",value="dormant"}': 3.0,
+        'tierstream_outputs_total{type="segment_changed"}': 42.0,
+    }
+    demo.feeds["customer.segment-changes"].appendleft("01-02 C000001 grid ∅ → 低价值/低活跃")
+    screen = render(demo, 50)
+    row = next(line for line in screen.splitlines() if "高价值" in line and "7" in line)
+    assert row.split("高价值")[1].split() == ["0", "7", "0", "│"]  # low, mid, high activity
+    assert "dormant 3" in screen and "42" in screen and "segment changes" in screen
+    assert "C000001 grid ∅ →" in screen  # a narrow feed column cuts the rest
