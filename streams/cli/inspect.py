@@ -150,6 +150,36 @@ def _print_segments(out: Console, segments: dict[str, Any]) -> None:
             )
 
 
+#: a segment matrix wider than this prints as a list of its moves
+MATRIX_COLUMNS = 6
+
+
+def _print_segment_matrix(out: Console, name: str, matrix: dict[str, dict[str, int]], csv: bool) -> None:
+    """A segment's A → B matrix: a table when it fits the screen, else the moves, largest first."""
+    columns = list(next(iter(matrix.values()), {}))
+    if len(columns) <= MATRIX_COLUMNS and len(matrix) <= MATRIX_COLUMNS:
+        out.print(f"segment {name}: A → B", highlight=False)
+        table = Table()
+        table.add_column("A \\ B")
+        for vb in columns:
+            table.add_column(vb, justify="right")
+        for va, row in matrix.items():
+            table.add_row(va, *[f"{row[vb]:,}" for vb in columns])
+        out.print(table)
+        return
+    same = sum(row.get(va, 0) for va, row in matrix.items())
+    moves = sorted(
+        ((n, va, vb) for va, row in matrix.items() for vb, n in row.items() if n and va != vb),
+        key=lambda m: (-m[0], m[1], m[2]),
+    )
+    out.print(f"segment {name}: {same:,} unchanged, {sum(n for n, _, _ in moves):,} moved", highlight=False)
+    for n, va, vb in moves[:8]:
+        out.print(f"  {va} → {vb}: {n:,}", highlight=False)
+    if len(moves) > 8:
+        where = "segments.csv" if csv else "--csv DIR writes segments.csv"
+        out.print(f"  (+{len(moves) - 8:,} more moves; {where})", highlight=False)
+
+
 @app.command()
 def whatif(
     events: Annotated[Path, typer.Option("--events", help="Event file (JSONL).")],
@@ -217,16 +247,7 @@ def whatif(
         )
     out.print(moves)
     for name in result.segment_names():
-        matrix = result.segment_matrix(name)
-        out.print(f"segment {name}: A → B", highlight=False)
-        table = Table()
-        table.add_column("A \\ B")
-        columns = list(next(iter(matrix.values()), {}))
-        for vb in columns:
-            table.add_column(vb, justify="right")
-        for va, row in matrix.items():
-            table.add_row(va, *[f"{row[vb]:,}" for vb in columns])
-        out.print(table)
+        _print_segment_matrix(out, name, result.segment_matrix(name), bool(csv_dir))
     cells = result.cell_counts()
     for (ta, tb), ids in sorted(result.samples().items()):
         if ta != tb:
