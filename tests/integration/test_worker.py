@@ -70,6 +70,14 @@ def test_backlog_catch_up_equals_simulate(settings: Settings, tmp_path: Path) ->
     assert_same_as_simulate(settings, events, outputs)
     by_tier = {k: v for k, v in served.items() if k.startswith("tierstream_customers{")}
     assert sum(by_tier.values()) == 60  # every customer, counted once, by tier
+    # segment changes are among the outputs equal to simulate's (cmb publishes segments),
+    # and the gauge counts every customer whose grid cell was published, once
+    segments = [x["value"] for x in outputs if x["topic"] == "customer.segment-changes"]
+    assert {v["segment"] for v in segments} == {"lifecycle", "rfm", "grid"}
+    by_grid = {
+        k: v for k, v in served.items() if k.startswith('tierstream_customers_by_segment{segment="grid"')
+    }
+    assert sum(by_grid.values()) == len({v["customer_id"] for v in segments if v["segment"] == "grid"}) > 0
     assert by_tier['tierstream_customers{tier="gold"}'] == sum(
         1 for t in final_tiers(outputs).values() if t == "gold"
     )
