@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tierstream.engine.decode import guess_customer, guess_key
+from tierstream.engine.evaluate import Output
+from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.partitioner import partition_for
 from tierstream.engine.rules import load_rules
 from tierstream.generate import generate_events, write_events
@@ -34,26 +36,52 @@ def simulate_per_partition(events: Path, rules: str, partitions: int) -> list[di
     """What a worker with `partitions` partitions must produce: simulate on each
     partition's records, in file order. Records without a customer id are skipped
     (replay sends them to an arbitrary partition; they only ever dead-letter)."""
+    return reference_per_partition(events, rules, partitions).outputs
+
+
+class Reference:
+    """`simulate` run per partition: each partition's final engine (its tables), the
+    outputs in order, and the dead letters of records without a customer id (replay
+    sends those to any partition; they dead-letter whatever the state)."""
+
+    def __init__(self) -> None:
+        self.engines: dict[int, PartitionEngine] = {}
+        self.outputs: list[dict[str, Any]] = []
+        self.keyless: list[dict[str, Any]] = []
+
+
+def reference_per_partition(events: Path, rules: str, partitions: int, now: int | None = None) -> Reference:
+    """`now` (epoch us): the wall clock `future_timestamp` is judged against, as a worker's."""
     parts: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+    keyless: list[tuple[int, bytes]] = []
     with events.open("rb") as f:
         for number, line in read_lines(f):
             doc = json.loads(line)
             value = doc.get("value")
+            if doc.get("topic") not in ("bank.balances", "bank.transactions", "bank.profiles"):
+                continue
             cid = guess_key(value) if isinstance(value, str) else guess_customer(value)
-            if not isinstance(cid, str) or doc.get("topic") not in (
-                "bank.balances",
-                "bank.transactions",
-                "bank.profiles",
-            ):
+            if not isinstance(cid, str):
+                keyless.append((number, line))
                 continue
             parts[partition_for(cid, partitions)].append((number, line))
-    outputs: list[dict[str, Any]] = []
+    ref = Reference()
     loaded = load_rules(rules)
+
+    def run(lines: list[tuple[int, bytes]]) -> tuple[PartitionEngine, list[dict[str, Any]]]:
+        outputs: list[dict[str, Any]] = []
+
+        def emit(output: Output) -> None:
+            outputs.append(json.loads(output_line(output)))
+
+        return simulate(loaded, lines, emit, now=now), outputs
+
     for p in sorted(parts):
-        sink = io.StringIO()
-        simulate(loaded, parts[p], lambda o, s=sink: s.write(output_line(o)))  # type: ignore[misc]
-        outputs += [json.loads(x) for x in sink.getvalue().splitlines()]
-    return outputs
+        ref.engines[p], outputs = run(parts[p])
+        ref.outputs += outputs
+    if keyless:
+        ref.keyless = run(keyless)[1]
+    return ref
 
 
 def publish(settings: Settings, events: Path) -> int:
@@ -129,10 +157,11 @@ class WorkerProcess:
         log: Path,
         create_inputs: bool = True,
         args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         if create_inputs:
             asyncio.run(ensure_topics(settings, settings.input_topics, settings.partitions))
-        env = worker_env(settings, rules)
+        env = {**worker_env(settings, rules), **(env or {})}
         self.port = settings.web_port
         self.log = log
         self.sink = log.open("ab")

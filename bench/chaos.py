@@ -1,0 +1,620 @@
+"""`make chaos`: a fault matrix on the real local stack (issue 15).
+
+Each scenario runs a generated bank (noise + late) through `tierstream run` workers
+while faults are injected, then checks, against `simulate` run per partition:
+
+* accounting: every published record ends as exactly one of applied / duplicate /
+  dead-lettered: the partition markers cover every offset, the workers' counters add
+  up (exactly, when no worker died), and the dead-letter topic (de-duplicated by
+  source offset) holds exactly the reference's dead letters;
+* outputs: the distinct output ids are the reference's, id for id;
+* tables: the changelog, each customer caught up to its partition's clock, equals the
+  reference engines' final state, clocks and tier counts included;
+* Redis: every customer's hash and the tier counts equal what the tables serve.
+
+    python -m bench.chaos [--quick] [--only 1,4] [--seed N]
+
+Prints one table and exits 1 when any scenario fails. Faults the local broker cannot
+take (it keeps everything in memory) are listed as gaps in docs/decisions.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import redis
+
+from tests.integration.support import (
+    Reference,
+    WorkerProcess,
+    captured,
+    make_bank,
+    publish,
+    reference_per_partition,
+)
+from tierstream.engine import codec
+from tierstream.engine.partition import APPLIED, DEAD_LETTER, DUPLICATE, PartitionEngine
+from tierstream.engine.rules import Rules, load_rules
+from tierstream.localstack import Proc, free_port, start_broker, start_redis
+from tierstream.rebuild import read_changelog
+from tierstream.serving import CUSTOMER_KEY, TIER_COUNTS_KEY, customer_fields
+from tierstream.settings import Settings
+from tierstream.tables import marker_partition
+
+RULES = "cmb"
+PARTITIONS = 4
+DLQ_TOPIC = "tierstream.dlq"
+
+
+@dataclass
+class Size:
+    customers: int
+    days: int
+    #: how long a scenario may wait for one worker to catch up
+    patience: float
+
+
+QUICK = Size(customers=50, days=25, patience=180)
+FULL = Size(customers=150, days=40, patience=420)
+
+
+@dataclass
+class Outcome:
+    """One row of the table."""
+
+    scenario: str
+    faults: list[str] = field(default_factory=list)
+    records: int = 0
+    outputs_checked: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    recover_s: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and self.lost == 0
+
+    def recovered(self, seconds: float) -> None:
+        self.recover_s = max(self.recover_s, seconds)
+
+
+# --------------------------------------------------------------------------- the stack
+class Lab:
+    """One broker for every scenario (each has its own topic prefix, app id and
+    redis-server), in a work directory kept for post-mortems."""
+
+    def __init__(self, size: Size, seed: int) -> None:
+        self.size = size
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.workdir = Path(tempfile.mkdtemp(prefix="tierstream-chaos-"))
+        self.broker: Proc = start_broker(self.workdir)
+        self.rules: Rules = load_rules(RULES)
+
+    def close(self) -> None:
+        self.broker.stop()
+
+
+class Run:
+    """A scenario's settings, Redis, workers and the counters they reported."""
+
+    def __init__(self, lab: Lab, name: str, **update: Any) -> None:
+        self.lab = lab
+        self.name = name
+        self.dir = lab.workdir / name
+        self.dir.mkdir()
+        self.redis: Proc = start_redis(self.dir)
+        self.settings = Settings(
+            broker_url=lab.broker.url,
+            redis_url=self.redis.url,
+            topic_prefix=f"{name}.",
+            app_id=f"chaos-{name}-{uuid4().hex[:6]}",
+            partitions=PARTITIONS,
+            live_clock=False,
+            web_port=free_port(),
+            **update,
+        )
+        self.workers: list[WorkerProcess] = []
+        #: the last counters scraped from each worker process (a killed one keeps its last)
+        self.counters: dict[int, dict[str, float]] = {}
+        self.started = 0
+
+    def worker(self, env: dict[str, str] | None = None, **update: Any) -> WorkerProcess:
+        self.started += 1
+        settings = self.settings.model_copy(update={"web_port": free_port(), **update})
+        w = WorkerProcess(settings, RULES, self.dir / f"worker-{self.started}.log", env=env)
+        self.workers.append(w)
+        return w
+
+    def live(self) -> list[WorkerProcess]:
+        return [w for w in self.workers if w.proc.poll() is None]
+
+    def scrape(self) -> None:
+        for w in self.live():
+            m = w.metrics()
+            if m:
+                self.counters[id(w)] = m
+
+    def kill(self, w: WorkerProcess) -> None:
+        self.scrape()
+        w.kill()
+
+    def stop_all(self) -> None:
+        self.scrape()
+        for w in self.live():
+            w.stop()
+        for w in self.workers:
+            w.sink.close()
+        self.redis.stop()
+
+    def outcome_counts(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for m in self.counters.values():
+            for outcome in (APPLIED, DUPLICATE, DEAD_LETTER):
+                total[outcome] += int(m.get(f'tierstream_records_total{{outcome="{outcome}"}}', 0))
+        return total
+
+    # ------------------------------------------------------------------ waiting
+    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
+        """Seconds until `predicate` held; raises (with the logs' tails) on timeout."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            if predicate():
+                return time.monotonic() - began
+            time.sleep(0.25)
+        tails = "\n".join(f"--- {w.log.name}\n{w.tail(15)}" for w in self.workers[-3:])
+        raise TimeoutError(f"{self.name}: timed out after {timeout:.0f} s waiting for {what}\n{tails}")
+
+    def caught_up(self) -> bool:
+        """Every input topic-partition reported by a live worker, all at lag 0, Redis written."""
+        samples: dict[str, float] = {}
+        pending = 0.0
+        for w in self.live():
+            m = w.metrics()
+            if not m:
+                return False
+            self.counters[id(w)] = m
+            samples.update({k: v for k, v in m.items() if k.startswith("tierstream_consumer_lag")})
+            pending += m.get("tierstream_redis_pending_customers", 0)
+        return len(samples) == 3 * PARTITIONS and sum(samples.values()) == 0 and pending == 0
+
+    def wait_caught_up(self, what: str = "lag 0") -> float:
+        return self.wait(self.caught_up, self.lab.size.patience, what)
+
+
+def ready(w: WorkerProcess) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{w.port}/ready", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def ready_state(w: WorkerProcess) -> dict[str, Any] | None:
+    """The /ready document (also when it answers 503), None while the web server is down."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{w.port}/ready", timeout=1) as r:
+            doc: dict[str, Any] = json.loads(r.read())
+            return doc
+    except urllib.error.HTTPError as exc:
+        try:
+            body: dict[str, Any] = json.loads(exc.read())
+            return body
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- the checks
+def check(run: Run, events: Path, sent: int, ref: Reference, out: Outcome, exact_counts: bool) -> None:
+    """Compare everything the stack holds with the reference; fill `out`."""
+    settings, rules = run.settings, run.lab.rules
+    out.records = sent
+    lines = captured(settings)
+
+    # Outputs, id for id.
+    expected_ids = {x["value"]["event_id"] for x in ref.outputs if x["topic"] != DLQ_TOPIC}
+    got = Counter(x["value"]["event_id"] for x in lines if x["topic"] != DLQ_TOPIC)
+    missing, extra = expected_ids - set(got), set(got) - expected_ids
+    out.lost += len(missing)
+    out.duplicated += sum(got.values()) - len(got)
+    if missing:
+        out.problems.append(f"{len(missing)} outputs missing")
+    if extra:
+        out.problems.append(f"{len(extra)} outputs the reference does not have")
+
+    # Dead letters, de-duplicated by the source record they stand for.
+    def letter(v: dict[str, Any]) -> tuple[str, str]:
+        return v["error"], v["payload"]
+
+    expected_dlq = Counter(letter(x["value"]) for x in ref.outputs + ref.keyless if x["topic"] == DLQ_TOPIC)
+    by_source: dict[tuple[str, int, int], tuple[str, str]] = {}
+    dlq_records = 0
+    for x in lines:
+        if x["topic"] == DLQ_TOPIC:
+            v = x["value"]
+            dlq_records += 1
+            by_source[(v["source_topic"], v["partition"], v["offset"])] = letter(v)
+    got_dlq = Counter(by_source.values())
+    out.duplicated += dlq_records - len(by_source)
+    short, surplus = expected_dlq - got_dlq, got_dlq - expected_dlq
+    out.lost += sum(short.values())
+    if short:
+        out.problems.append(f"{sum(short.values())} dead letters missing {sorted({e for e, _ in short})}")
+    if surplus:
+        out.problems.append(
+            f"{sum(surplus.values())} unexpected dead letters {sorted({e for e, _ in surplus})}"
+        )
+    out.outputs_checked = len(expected_ids) + sum(expected_dlq.values())
+
+    # Tables, from the changelog, against the reference engines.
+    tables = asyncio.run(read_changelog(settings))
+    markers = {p: json.loads(v) for k, v in tables.items() if (p := marker_partition(k)) is not None}
+    stored: dict[int, dict[str, Any]] = {}
+    specs = PartitionEngine(rules).ledger.specs
+    for key, value in tables.items():
+        if marker_partition(key) is None:
+            stored.setdefault(codec.partition_of(value), {})[key.decode("utf-8")] = codec.decode(value, specs)
+    covered = sum(o + 1 for m in markers.values() for o in m.get("offsets", {}).values())
+    if covered != sent:
+        out.problems.append(f"the markers cover {covered} records of {sent} published")
+        out.lost += max(0, sent - covered)
+    diverged = 0
+    for p, engine in ref.engines.items():
+        marker = markers.get(p)
+        if marker is None:
+            out.problems.append(f"partition {p}: no marker in the changelog")
+            continue
+        if marker["clock"] != engine.clock:
+            out.problems.append(f"partition {p}: clock {marker['clock']} != reference {engine.clock}")
+        counts = {t: n for t, n in marker.get("counts", {}).items() if n}
+        if counts != {t: n for t, n in engine.tier_counts().items() if n}:
+            out.problems.append(f"partition {p}: tier counts {counts} != reference {engine.tier_counts()}")
+        mine = PartitionEngine(rules)
+        mine.start_at(marker["clock"])
+        mine.customers = stored.get(p, {})
+        mine.sweep([])  # boundaries the worker evaluated without rewriting the state
+        have, want = set(mine.customers), set(engine.customers)
+        if have != want:
+            out.problems.append(
+                f"partition {p}: {len(want - have)} customers missing, {len(have - want)} extra"
+            )
+            out.lost += len(want - have)
+        for cid in sorted(have & want):
+            if mine.record(cid) != engine.record(cid):
+                diverged += 1
+    if diverged:
+        out.problems.append(f"{diverged} customers' table state differs from the reference")
+
+    # Redis, against the stored state (what `redis rebuild` would write).
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    fresh = PartitionEngine(rules)
+    served = {k.split(":", 2)[2]: client.hgetall(k) for k in client.scan_iter(CUSTOMER_KEY.format("*"))}
+    tier_counts: Counter[str] = Counter()
+    wrong = 0
+    all_stored = {cid: c for part in stored.values() for cid, c in part.items()}
+    for cid, c in all_stored.items():
+        want_fields = customer_fields(fresh, c, rules)
+        tier_counts[want_fields["tier"]] += 1
+        have_fields = served.get(cid)
+        if have_fields is None or {k: v for k, v in have_fields.items() if k != "updated_at"} != {
+            k: v for k, v in want_fields.items() if k != "updated_at"
+        }:
+            wrong += 1
+    if wrong or len(served) != len(all_stored):
+        out.problems.append(f"Redis: {wrong} of {len(all_stored)} customers differ ({len(served)} served)")
+    served_counts = {t: int(n) for t, n in client.hgetall(TIER_COUNTS_KEY).items() if int(n)}
+    if served_counts != dict(+tier_counts):
+        out.problems.append(f"Redis tier counts {served_counts} != tables {dict(+tier_counts)}")
+    client.close()
+
+    # The workers' counters against the file.
+    counted = run.outcome_counts()
+    reference = Counter(
+        {
+            APPLIED: sum(e.outcomes[APPLIED] for e in ref.engines.values()),
+            DUPLICATE: sum(e.outcomes[DUPLICATE] for e in ref.engines.values()),
+            DEAD_LETTER: sum(e.outcomes[DEAD_LETTER] for e in ref.engines.values()) + len(ref.keyless),
+        }
+    )
+    if sum(reference.values()) != sent:
+        out.problems.append(f"the reference accounts for {sum(reference.values())} records of {sent}")
+    if exact_counts and counted != reference:
+        out.problems.append(f"counters {dict(counted)} != reference {dict(reference)}")
+    if not exact_counts and sum(counted.values()) < sent:
+        out.problems.append(f"counters account for {sum(counted.values())} records of {sent}")
+
+
+# --------------------------------------------------------------------------- scenarios
+def bank(run: Run, seed: int, customers: int | None = None, days: int | None = None) -> Path:
+    size = run.lab.size
+    path = run.dir / "bank.jsonl"
+    make_bank(path, customers or size.customers, days or size.days, seed)
+    return path
+
+
+def kill_loop(lab: Lab, out: Outcome) -> None:
+    """1. kill -9 at 5 random points of one backlog: mid-apply, during a commit (commits
+    back to back), during table recovery, at random."""
+    run = Run(lab, "kill9")
+    try:
+        events = bank(run, lab.seed)
+        sent = publish(run.settings, events)
+        ref = reference_per_partition(events, RULES, PARTITIONS)
+        points = [lab.rng.uniform(0.1, 0.6) for _ in range(3)]
+        plan = [
+            "mid-backlog",
+            "during a commit",
+            "during table recovery",
+            "mid-backlog",
+            "at a random instant",
+        ]
+        left = float(sent)  # an estimate of what is still to do (redeliveries make it rough)
+        killed_at: float | None = None
+        for what in plan:
+            # Commits back to back (interval 0): a kill lands inside one almost surely.
+            env = {"TIERSTREAM_COMMIT_INTERVAL_MS": "0"} if what == "during a commit" else None
+            w = run.worker(env=env)
+            if what == "during table recovery":
+                # /ready answers `recovered: false` from the web server's start until the
+                # changelog is read: kill as soon as it says so.
+                def recovering(w: WorkerProcess = w) -> bool:
+                    doc = ready_state(w)
+                    return doc is not None and doc.get("recovered") is False
+
+                run.wait(recovering, 60, "the worker recovering its tables")
+            else:
+                run.wait(functools.partial(ready, w), 120, "ready")
+                if killed_at is not None:
+                    out.recovered(time.monotonic() - killed_at)
+                if what == "at a random instant":
+                    time.sleep(lab.rng.uniform(0.5, 3.0))
+                else:
+                    target = left * points.pop()
+
+                    def reached(w: WorkerProcess = w, target: float = target) -> bool:
+                        return w.consumed() >= target or w.lag() == 0
+
+                    run.wait(
+                        reached,
+                        lab.size.patience,
+                        f"{target:.0f} records consumed",
+                    )
+            left = max(left - w.consumed(), sent * 0.2)
+            run.kill(w)
+            killed_at = time.monotonic()
+            out.faults.append(f"kill -9 {what}")
+        final = run.worker()
+        run.wait(lambda: ready(final), 120, "ready after the last kill")
+        assert killed_at is not None
+        out.recovered(time.monotonic() - killed_at)
+        run.wait_caught_up()
+        check(run, events, sent, ref, out, exact_counts=False)
+    finally:
+        run.stop_all()
+
+
+def redis_twice(lab: Lab, out: Outcome) -> None:
+    """4. Redis killed under load, restarted empty, killed again during its re-serve."""
+    run = Run(lab, "redis")
+    try:
+        events = bank(run, lab.seed + 4)
+        ref = reference_per_partition(events, RULES, PARTITIONS)
+        w = run.worker()
+        run.wait(functools.partial(ready, w), 120, "ready")
+        sent = publish(run.settings, events)
+        run.wait(lambda: w.consumed() >= sent * 0.3, lab.size.patience, "a third of the backlog")
+        run.redis.kill()
+        out.faults.append("Redis kill -9 under load")
+        run.wait(
+            lambda: w.metrics().get("tierstream_redis_write_failures_total", 0) > 0,
+            60,
+            "a counted Redis failure",
+        )
+        time.sleep(1)
+        run.redis.start()  # no persistence: it comes back empty
+        client = redis.Redis.from_url(run.settings.redis_url, decode_responses=True)
+        began = time.monotonic()
+        # The worker's first write after the restart finds the epoch key missing and
+        # re-serves every customer it owns: kill Redis as soon as that write lands.
+        run.wait(lambda: bool(client.exists("tierstream:epoch")), 60, "the worker writing to Redis again")
+        served = sum(1 for _ in client.scan_iter(CUSTOMER_KEY.format("*")))
+        run.redis.kill()
+        out.faults.append(f"Redis restarted empty, kill -9 again during the re-serve ({served} customers in)")
+        time.sleep(2)
+        run.redis.start()
+        began = time.monotonic()
+        run.wait_caught_up("lag 0 and Redis brought up to date")
+        out.recovered(time.monotonic() - began)
+        client.close()
+        check(run, events, sent, ref, out, exact_counts=True)
+    finally:
+        run.stop_all()
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """`path` read-only for the worker: a read-only bind mount when we are root (root
+    writes through file modes), the write bits removed otherwise."""
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "--bind", "-o", "ro", str(path), str(path)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", str(path)], check=True)
+        return
+    modes = {p: p.stat().st_mode for p in [path, *path.rglob("*")]}
+    for p, mode in modes.items():
+        p.chmod(mode & ~0o222)
+    try:
+        yield
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+
+
+def rocksdb_dir(lab: Lab, out: Outcome) -> None:
+    """5. RocksDB: the data directory deleted between runs (recovery from the changelog
+    alone), then made read-only (a clear error, exit non-zero, nothing lost)."""
+    run = Run(lab, "rocksdb", store="rocksdb://")
+    try:
+        events = bank(run, lab.seed + 5)
+        ref = reference_per_partition(events, RULES, PARTITIONS)
+        lines = events.read_bytes().splitlines(keepends=True)
+        thirds = [
+            lines[: len(lines) // 3],
+            lines[len(lines) // 3 : 2 * len(lines) // 3],
+            lines[2 * len(lines) // 3 :],
+        ]
+        parts = []
+        for i, chunk in enumerate(thirds):
+            part = run.dir / f"part{i}.jsonl"
+            part.write_bytes(b"".join(chunk))
+            parts.append(part)
+        data = run.dir / f"{run.settings.app_id}-data"
+        sent = publish(run.settings, parts[0])
+        w = run.worker()
+        run.wait_caught_up("the first third applied")
+        if not any(data.rglob("CURRENT")):
+            out.problems.append(f"no RocksDB databases under {data}")
+        run.kill(w)
+        shutil.rmtree(data)
+        out.faults.append("kill -9, RocksDB directory deleted")
+        sent += publish(run.settings, parts[1])
+        began = time.monotonic()
+        w = run.worker()
+        run.wait(functools.partial(ready, w), 120, "ready from the changelog alone")
+        out.recovered(time.monotonic() - began)
+        run.wait_caught_up("the second third applied")
+        w.stop()
+        sent += publish(run.settings, parts[2])
+        with read_only(data):
+            refused = run.worker()
+            code = run_until_exit(refused, 120)
+            out.faults.append("RocksDB directory read-only at start")
+            said = refused.tail(5)
+            if code in (0, None):
+                out.problems.append(f"read-only data directory: the worker exit code is {code}")
+            if "Traceback" in said or ("read-only" not in said.lower() and str(data) not in said):
+                out.problems.append(f"read-only data directory: no clear one-line error (log {refused.log})")
+        began = time.monotonic()
+        w = run.worker()
+        run.wait(functools.partial(ready, w), 120, "ready after the read-only refusal")
+        out.recovered(time.monotonic() - began)
+        run.wait_caught_up("the last third applied")
+        check(run, events, sent, ref, out, exact_counts=False)
+    finally:
+        run.stop_all()
+
+
+def run_until_exit(w: WorkerProcess, timeout: float) -> int | None:
+    """The worker's exit code, or None (then it is stopped) if it still runs after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if w.proc.poll() is not None:
+            w.sink.close()
+            return w.proc.returncode
+        w.metrics()  # after recovery, /metrics opens each partition (and its store)
+        time.sleep(0.5)
+    w.stop()
+    return None
+
+
+SCENARIOS: dict[str, tuple[str, Callable[[Lab, Outcome], None]]] = {
+    "1": ("kill -9 x5 mid-backlog", kill_loop),
+    "4": ("Redis killed, restarted empty, killed again", redis_twice),
+    "5": ("RocksDB directory deleted, then read-only", rocksdb_dir),
+}
+
+
+# --------------------------------------------------------------------------- the table
+def table(outcomes: list[Outcome]) -> str:
+    head = (
+        "scenario",
+        "faults injected",
+        "records",
+        "outputs checked",
+        "lost",
+        "dup. delivered",
+        "recover (s)",
+        "result",
+    )
+    rows = [
+        (
+            o.scenario,
+            "; ".join(_summarise(o.faults)),
+            f"{o.records:,}",
+            f"{o.outputs_checked:,}",
+            str(o.lost),
+            str(o.duplicated),
+            f"{o.recover_s:.1f}",
+            "pass" if o.passed else "FAIL",
+        )
+        for o in outcomes
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _summarise(faults: list[str]) -> list[str]:
+    counted = Counter(faults)
+    return [f"{f} x{n}" if n > 1 else f for f, n in counted.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make chaos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller bank: about 2 minutes per scenario")
+    parser.add_argument("--only", default="", help="scenario numbers, comma-separated (default: all)")
+    parser.add_argument("--seed", type=int, default=15)
+    args = parser.parse_args(argv)
+    chosen = [s for s in args.only.split(",") if s] or list(SCENARIOS)
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"no scenario {', '.join(unknown)}; there are {', '.join(SCENARIOS)}")
+    lab = Lab(QUICK if args.quick else FULL, args.seed)
+    outcomes = []
+    print(f"chaos: work directory {lab.workdir}", flush=True)
+    try:
+        for number in chosen:
+            name, scenario = SCENARIOS[number]
+            out = Outcome(f"{number}. {name}")
+            began = time.monotonic()
+            try:
+                scenario(lab, out)
+            except Exception as exc:  # a scenario that could not finish fails; the others still run
+                out.problems.append(f"{type(exc).__name__}: {exc}")
+            out.seconds = time.monotonic() - began
+            outcomes.append(out)
+            verdict = "pass" if out.passed else "FAIL: " + "; ".join(out.problems)
+            print(f"{out.scenario}: {verdict} ({out.seconds:.0f} s)", flush=True)
+    finally:
+        lab.close()
+    print()
+    print(table(outcomes))
+    return 0 if all(o.passed for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
