@@ -27,6 +27,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,12 +52,16 @@ from tests.integration.support import (
     reference_per_partition,
 )
 from tierstream.engine import codec
+from tierstream.engine.decode import ERROR_CODES
 from tierstream.engine.partition import APPLIED, DEAD_LETTER, DUPLICATE, PartitionEngine
 from tierstream.engine.rules import Rules, load_rules
+from tierstream.engine.timeutil import US_PER_DAY, US_PER_SECOND, wall_clock_us
 from tierstream.localstack import Proc, free_port, start_broker, start_redis
+from tierstream.localstack import _accepts as accepts
 from tierstream.rebuild import read_changelog
 from tierstream.serving import CUSTOMER_KEY, TIER_COUNTS_KEY, customer_fields
 from tierstream.settings import Settings
+from tierstream.simulate import output_line
 from tierstream.tables import marker_partition
 
 RULES = "cmb"
@@ -124,20 +129,22 @@ class Run:
         self.dir = lab.workdir / name
         self.dir.mkdir()
         self.redis: Proc = start_redis(self.dir)
-        self.settings = Settings(
-            broker_url=lab.broker.url,
-            redis_url=self.redis.url,
-            topic_prefix=f"{name}.",
-            app_id=f"chaos-{name}-{uuid4().hex[:6]}",
-            partitions=PARTITIONS,
-            live_clock=False,
-            web_port=free_port(),
-            **update,
-        )
+        fields: dict[str, Any] = {
+            "broker_url": lab.broker.url,
+            "redis_url": self.redis.url,
+            "topic_prefix": f"{name}.",
+            "app_id": f"chaos-{name}-{uuid4().hex[:6]}",
+            "partitions": PARTITIONS,
+            "live_clock": False,
+            "web_port": free_port(),
+        }
+        self.settings = Settings(**{**fields, **update})
         self.workers: list[WorkerProcess] = []
         #: the last counters scraped from each worker process (a killed one keeps its last)
         self.counters: dict[int, dict[str, float]] = {}
         self.started = 0
+        #: workers that exited by themselves and were replaced
+        self.restarted: set[int] = set()
 
     def worker(self, env: dict[str, str] | None = None, **update: Any) -> WorkerProcess:
         self.started += 1
@@ -186,20 +193,40 @@ class Run:
         raise TimeoutError(f"{self.name}: timed out after {timeout:.0f} s waiting for {what}\n{tails}")
 
     def caught_up(self) -> bool:
-        """Every input topic-partition reported by a live worker, all at lag 0, Redis written."""
-        samples: dict[str, float] = {}
+        """Every input topic-partition at lag 0 on some live worker, no Redis write pending.
+        (A worker keeps the last lag of a partition taken from it: the lowest one counts;
+        `settled` then confirms with the markers.)"""
+        lags: dict[str, float] = {}
         pending = 0.0
         for w in self.live():
             m = w.metrics()
             if not m:
                 return False
             self.counters[id(w)] = m
-            samples.update({k: v for k, v in m.items() if k.startswith("tierstream_consumer_lag")})
+            for k, v in m.items():
+                if k.startswith("tierstream_consumer_lag"):
+                    lags[k] = min(v, lags.get(k, v))
             pending += m.get("tierstream_redis_pending_customers", 0)
-        return len(samples) == 3 * PARTITIONS and sum(samples.values()) == 0 and pending == 0
+        return len(lags) == 3 * PARTITIONS and sum(lags.values()) == 0 and pending == 0
 
-    def wait_caught_up(self, what: str = "lag 0") -> float:
-        return self.wait(self.caught_up, self.lab.size.patience, what)
+    def covered(self) -> int:
+        """Records the partition markers in the changelog say are done."""
+        tables = asyncio.run(read_changelog(self.settings, idle_seconds=1.0))
+        markers = [json.loads(v) for k, v in tables.items() if marker_partition(k) is not None]
+        return sum(o + 1 for m in markers for o in m.get("offsets", {}).values())
+
+    def wait_caught_up(self, sent: int, what: str = "lag 0") -> float:
+        """Until `caught_up` and the markers cover all `sent` records."""
+        began = time.monotonic()
+        patience = self.lab.size.patience
+        while True:
+            left = patience - (time.monotonic() - began)
+            self.wait(self.caught_up, left, what)
+            if self.covered() >= sent:
+                return time.monotonic() - began
+            if time.monotonic() - began > patience:
+                raise TimeoutError(f"{self.name}: {what}, but the markers cover {self.covered()} of {sent}")
+            time.sleep(1)
 
 
 def ready(w: WorkerProcess) -> bool:
@@ -409,7 +436,58 @@ def kill_loop(lab: Lab, out: Outcome) -> None:
         run.wait(lambda: ready(final), 120, "ready after the last kill")
         assert killed_at is not None
         out.recovered(time.monotonic() - killed_at)
-        run.wait_caught_up()
+        run.wait_caught_up(sent)
+        check(run, events, sent, ref, out, exact_counts=False)
+    finally:
+        run.stop_all()
+
+
+def took_records(w: WorkerProcess) -> bool:
+    return w.consumed() > 0 or w.lag() == 0
+
+
+def slices(events: Path, n: int) -> list[Path]:
+    """The event file cut into `n` consecutive files (published one by one: load over time)."""
+    lines = events.read_bytes().splitlines(keepends=True)
+    out = []
+    for i in range(n):
+        part = events.with_name(f"{events.stem}-{i}.jsonl")
+        part.write_bytes(b"".join(lines[i * len(lines) // n : (i + 1) * len(lines) // n]))
+        out.append(part)
+    return out
+
+
+def rebalance_storm(lab: Lab, out: Outcome) -> None:
+    """2. Two workers; one killed and restarted 5 times while the other runs (a rebalance
+    storm), then a third one joins."""
+    run = Run(lab, "storm")
+    try:
+        events = bank(run, lab.seed + 2)
+        ref = reference_per_partition(events, RULES, PARTITIONS)
+        steady, victim = run.worker(), run.worker()
+        run.wait(lambda: ready(steady) and ready(victim), 120, "both workers ready")
+        parts = slices(events, 6)
+        sent = 0
+        for part in parts[:5]:
+            sent += publish(run.settings, part)  # load all along the storm
+            run.wait(functools.partial(took_records, victim), lab.size.patience, "the victim taking records")
+            time.sleep(lab.rng.uniform(0.0, 2.0))
+            run.kill(victim)
+            killed_at = time.monotonic()
+            out.faults.append("kill -9 of one of two workers, restarted")
+            time.sleep(lab.rng.uniform(0.0, 3.0))
+            victim = run.worker()
+            run.wait(functools.partial(ready, victim), 120, "the restarted worker ready")
+            out.recovered(time.monotonic() - killed_at)
+        sent += publish(run.settings, parts[5])
+        third = run.worker()
+        began = time.monotonic()
+        run.wait(functools.partial(ready, third), 120, "a third worker ready")
+        out.recovered(time.monotonic() - began)
+        out.faults.append("scale to 3")
+        run.wait_caught_up(sent)
+        if not third.consumed() and not any(k.startswith("tierstream_consumer_lag") for k in third.metrics()):
+            out.problems.append("the third worker took no partition")
         check(run, events, sent, ref, out, exact_counts=False)
     finally:
         run.stop_all()
@@ -445,7 +523,7 @@ def redis_twice(lab: Lab, out: Outcome) -> None:
         time.sleep(2)
         run.redis.start()
         began = time.monotonic()
-        run.wait_caught_up("lag 0 and Redis brought up to date")
+        run.wait_caught_up(sent, "lag 0 and Redis brought up to date")
         out.recovered(time.monotonic() - began)
         client.close()
         check(run, events, sent, ref, out, exact_counts=True)
@@ -481,21 +559,11 @@ def rocksdb_dir(lab: Lab, out: Outcome) -> None:
     try:
         events = bank(run, lab.seed + 5)
         ref = reference_per_partition(events, RULES, PARTITIONS)
-        lines = events.read_bytes().splitlines(keepends=True)
-        thirds = [
-            lines[: len(lines) // 3],
-            lines[len(lines) // 3 : 2 * len(lines) // 3],
-            lines[2 * len(lines) // 3 :],
-        ]
-        parts = []
-        for i, chunk in enumerate(thirds):
-            part = run.dir / f"part{i}.jsonl"
-            part.write_bytes(b"".join(chunk))
-            parts.append(part)
+        parts = slices(events, 3)
         data = run.dir / f"{run.settings.app_id}-data"
         sent = publish(run.settings, parts[0])
         w = run.worker()
-        run.wait_caught_up("the first third applied")
+        run.wait_caught_up(sent, "the first third applied")
         if not any(data.rglob("CURRENT")):
             out.problems.append(f"no RocksDB databases under {data}")
         run.kill(w)
@@ -506,7 +574,7 @@ def rocksdb_dir(lab: Lab, out: Outcome) -> None:
         w = run.worker()
         run.wait(functools.partial(ready, w), 120, "ready from the changelog alone")
         out.recovered(time.monotonic() - began)
-        run.wait_caught_up("the second third applied")
+        run.wait_caught_up(sent, "the second third applied")
         w.stop()
         sent += publish(run.settings, parts[2])
         with read_only(data):
@@ -522,10 +590,230 @@ def rocksdb_dir(lab: Lab, out: Outcome) -> None:
         w = run.worker()
         run.wait(functools.partial(ready, w), 120, "ready after the read-only refusal")
         out.recovered(time.monotonic() - began)
-        run.wait_caught_up("the last third applied")
+        run.wait_caught_up(sent, "the last third applied")
         check(run, events, sent, ref, out, exact_counts=False)
     finally:
         run.stop_all()
+
+
+def poison(rng: random.Random, valid: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """Bad records of `valid`'s customer (event-file lines), one of each kind, shuffled."""
+    topic, v = valid["topic"], valid["value"]
+    cid = v["customer_id"]
+    text = json.dumps(v, separators=(",", ":"))
+
+    def raw(value: str) -> dict[str, Any]:
+        return {"topic": topic, "value": value}
+
+    def changed(**fields: Any) -> dict[str, Any]:
+        return {"topic": topic, "value": {**v, "event_id": f"poison-{rng.getrandbits(48):x}", **fields}}
+
+    garbage = "".join(
+        chr(rng.choice([rng.randrange(0, 0x80), rng.randrange(0xD800, 0xE000), rng.randrange(0x80, 0x10000)]))
+        for _ in range(rng.randrange(8, 200))
+    )
+    ts = v["ts"]
+    pad = limit - len(text.encode("utf-8"))
+    records = [
+        raw(f'{{"customer_id":"{cid}",' + garbage),  # random bytes (lone surrogates: not UTF-8)
+        raw(garbage),  # random bytes with no customer id at all
+        raw(text[:-1] + " " * pad + "}"),  # exactly at the size limit: valid, a duplicate
+        raw(text[:-1] + " " * (pad + 1) + "}"),  # one byte over: oversize
+        raw(f'{{"customer_id":"{cid}","deep":' + "[" * 5000 + "]" * 5000 + "}"),  # deeply nested
+        raw(text[: len(text) // 2]),  # invalid_json: cut in half
+        changed(customer_id=None),  # schema_violation
+        changed(ts=ts[:19]),  # naive_timestamp
+        changed(ts="2099-01-01T00:00:00+08:00"),  # future_timestamp
+        changed(ts="2025-01-01T00:00:00+08:00"),  # too_late (once the partition has a clock)
+    ]
+    if "amount" in v:
+        records.append(changed(amount="12.345"))
+    if "balance" in v:
+        records.append(changed(balance="1e9"))
+    rng.shuffle(records)
+    return records
+
+
+def poisoned(clean: Path, rng: random.Random, limit: int) -> tuple[Path, int]:
+    """`clean` with a burst of poison after every 40th record: (the new file, poison records)."""
+    events = clean.with_name("poisoned.jsonl")
+    inserted = 0
+    with clean.open("rb") as f, events.open("w", encoding="utf-8") as dst:
+        for n, line in enumerate(f):
+            dst.write(line.decode("utf-8"))
+            doc = json.loads(line)
+            if n % 40 == 7 and isinstance(doc.get("value"), dict) and "customer_id" in doc["value"]:
+                for bad in poison(rng, doc, limit):
+                    dst.write(json.dumps(bad) + "\n")
+                    inserted += 1
+    return events, inserted
+
+
+def poison_input(lab: Lab, out: Outcome) -> None:
+    """6. Poison at rate (about one record in four): random bytes, records at and over the
+    size limit, deeply nested JSON, every SPEC error code, interleaved with valid records of
+    the same customers."""
+    run = Run(lab, "poison")
+    try:
+        events, inserted = poisoned(bank(run, lab.seed + 6), lab.rng, lab.rules.max_record_bytes)
+        ref = reference_per_partition(events, RULES, PARTITIONS, now=wall_clock_us())
+        codes = {x["value"]["error"] for x in ref.outputs + ref.keyless if x["topic"] == DLQ_TOPIC}
+        if set(ERROR_CODES) - codes:
+            out.problems.append(f"the poison never produced {sorted(set(ERROR_CODES) - codes)}")
+        w = run.worker()
+        run.wait(functools.partial(ready, w), 120, "ready")
+        sent = publish(run.settings, events)
+        out.faults.append(f"{inserted} poison records among {sent - inserted} valid ones")
+        run.wait_caught_up(sent)
+        if w.proc.poll() is not None:
+            out.problems.append("the worker died")
+        check(run, events, sent, ref, out, exact_counts=True)
+    finally:
+        run.stop_all()
+
+
+CLOCK_SHIM = Path(__file__).parent / "chaos_clock"
+PROXY = Path(__file__).parents[1] / "tests" / "integration" / "tls_proxy.py"
+
+
+def clock_jump(lab: Lab, out: Outcome) -> None:
+    """7. The live clock jumps days ahead while a backlog is being applied.
+
+    The first part of the backlog is applied with the live clock off; then a worker with
+    the live clock on, whose wall clock reads 10 days after the last record (bench/
+    chaos_clock), sweeps every customer across those days; the rest of the backlog is
+    published only once every partition's marker shows the jump, so the reference is
+    exact: simulate the first part, advance each partition's clock, simulate the rest
+    (late records applied or too_late, those ahead of the new wall clock future_timestamp)."""
+    run = Run(lab, "clock")
+    try:
+        events = bank(run, lab.seed + 7)
+        parts = slices(events, 5)
+        first = events.with_name("first.jsonl")
+        first.write_bytes(b"".join(p.read_bytes() for p in parts[:3]))
+        rest = events.with_name("rest.jsonl")
+        rest.write_bytes(b"".join(p.read_bytes() for p in parts[3:]))
+        now = wall_clock_us()
+        ref = reference_per_partition(first, RULES, PARTITIONS, now=now)
+        sent = publish(run.settings, first)
+        w = run.worker()
+        run.wait_caught_up(sent, "the first part applied")
+        w.stop()
+        last = max(e.clock for e in ref.engines.values() if e.clock is not None)
+        jumped = last + 10 * US_PER_DAY
+        target = jumped - lab.rules.clock_lag_seconds * US_PER_SECOND
+        for engine in ref.engines.values():
+            ref.outputs += [json.loads(output_line(o)) for o in engine.advance_clock(target)]
+        w = run.worker(
+            env={"TIERSTREAM_CHAOS_WALL_CLOCK_US": str(jumped), "PYTHONPATH": str(CLOCK_SHIM)},
+            live_clock=True,
+            sweep_interval_seconds=1.0,
+        )
+        began = time.monotonic()
+        run.wait(functools.partial(ready, w), 120, "ready")
+        out.faults.append("live clock +10 days")
+
+        def jumped_everywhere() -> bool:
+            w.metrics()  # after recovery, /metrics opens every assigned partition (the timer moves those)
+            tables = asyncio.run(read_changelog(run.settings, idle_seconds=0.5))
+            clocks = [json.loads(v)["clock"] for k, v in tables.items() if marker_partition(k) is not None]
+            return len(clocks) == len(ref.engines) and all(c == target for c in clocks)
+
+        run.wait(jumped_everywhere, 120, "every partition's marker at the jumped clock")
+        out.recovered(time.monotonic() - began)
+        ref = reference_per_partition(rest, RULES, PARTITIONS, now=jumped, after=ref)
+        sent += publish(run.settings, rest)
+        run.wait_caught_up(sent, "the rest applied under the jumped clock")
+        check(run, events, sent, ref, out, exact_counts=False)
+    finally:
+        run.stop_all()
+
+
+def keep_running(run: Run, out: Outcome) -> None:
+    """A worker that exited by itself is restarted (as its supervisor would), and reported.
+    (Only for scenarios that never stop or kill a worker themselves.)"""
+    for w in list(run.workers):
+        if w.proc.poll() is not None and id(w) not in run.restarted:
+            run.restarted.add(id(w))
+            out.faults.append(f"worker exited ({w.proc.returncode}), restarted")
+            run.worker()
+
+
+def progressed(run: Run, before: float) -> bool:
+    return not run.live() or run.caught_up() or sum(x.consumed() for x in run.live()) > before
+
+
+def broker_pause(lab: Lab, out: Outcome) -> None:
+    """3a. The broker paused (SIGSTOP) under load, then resumed."""
+    run = Run(lab, "pause")
+    pause = 12.0 if lab.size is QUICK else 30.0
+    try:
+        events = bank(run, lab.seed + 3)
+        ref = reference_per_partition(events, RULES, PARTITIONS)
+        w = run.worker()
+        run.wait(functools.partial(ready, w), 120, "ready")
+        sent = publish(run.settings, events)
+        run.wait(lambda: w.consumed() >= sent * 0.3, lab.size.patience, "a third of the backlog")
+        os.kill(lab.broker.pid, signal.SIGSTOP)
+        try:
+            time.sleep(pause)
+        finally:
+            os.kill(lab.broker.pid, signal.SIGCONT)
+        out.faults.append(f"broker SIGSTOP {pause:.0f} s under load")
+        resumed = time.monotonic()
+        before = w.consumed()
+        run.wait(
+            lambda: any(x.consumed() > before for x in run.live()) or run.caught_up() or not run.live(),
+            120,
+            "progress after the pause",
+        )
+        keep_running(run, out)
+        out.recovered(time.monotonic() - resumed)
+        run.wait_caught_up(sent)
+        check(run, events, sent, ref, out, exact_counts=False)
+    finally:
+        run.stop_all()
+
+
+def port_closed(lab: Lab, out: Outcome) -> None:
+    """3b. The broker's port closed (every connection cut, new ones refused) while commits
+    are in flight (commits back to back), twice, reopened after a few seconds. The worker
+    must not commit state or offsets for outputs that were not delivered."""
+    workdir = lab.workdir / "portbroker"
+    inner, outer = free_port(), free_port()
+    broker = start_broker(workdir, port=inner, advertised_port=outer)
+    proxy = Proc(
+        "proxy",
+        [sys.executable, str(PROXY), "--listen", str(outer), "--upstream", str(inner)],
+        outer,
+        f"kafka://127.0.0.1:{outer}",
+        workdir / "proxy.log",
+        accepts,
+        workdir,
+    ).start()
+    run = Run(lab, "port", broker_url=proxy.url)
+    try:
+        events = bank(run, lab.seed + 33)
+        ref = reference_per_partition(events, RULES, PARTITIONS)
+        w = run.worker(env={"TIERSTREAM_COMMIT_INTERVAL_MS": "0"})
+        run.wait(functools.partial(ready, w), 120, "ready")
+        sent = publish(run.settings, events)
+        for share in (0.25, 0.6):
+            run.wait(functools.partial(progressed, run, sent * share), lab.size.patience, "progress")
+            proxy.kill()
+            time.sleep(5)
+            proxy.start()
+            out.faults.append("broker port closed 5 s mid-commit")
+            reopened = time.monotonic()
+            time.sleep(3)
+            keep_running(run, out)
+            out.recovered(time.monotonic() - reopened)
+        run.wait_caught_up(sent)
+        check(run, events, sent, ref, out, exact_counts=False)
+    finally:
+        run.stop_all()
+        proxy.stop()
+        broker.stop()
 
 
 def run_until_exit(w: WorkerProcess, timeout: float) -> int | None:
@@ -543,8 +831,13 @@ def run_until_exit(w: WorkerProcess, timeout: float) -> int | None:
 
 SCENARIOS: dict[str, tuple[str, Callable[[Lab, Outcome], None]]] = {
     "1": ("kill -9 x5 mid-backlog", kill_loop),
+    "2": ("two workers, rebalance storm, scale to 3", rebalance_storm),
+    "3a": ("broker paused (SIGSTOP) under load", broker_pause),
+    "3b": ("broker port closed mid-commit", port_closed),
     "4": ("Redis killed, restarted empty, killed again", redis_twice),
     "5": ("RocksDB directory deleted, then read-only", rocksdb_dir),
+    "6": ("poison input at rate", poison_input),
+    "7": ("clock jump mid-backlog", clock_jump),
 }
 
 

@@ -50,8 +50,11 @@ class Reference:
         self.keyless: list[dict[str, Any]] = []
 
 
-def reference_per_partition(events: Path, rules: str, partitions: int, now: int | None = None) -> Reference:
-    """`now` (epoch us): the wall clock `future_timestamp` is judged against, as a worker's."""
+def reference_per_partition(
+    events: Path, rules: str, partitions: int, now: int | None = None, after: Reference | None = None
+) -> Reference:
+    """`now` (epoch us): the wall clock `future_timestamp` is judged against, as a worker's.
+    `after`: go on from that reference's engines (its outputs are not repeated)."""
     parts: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
     keyless: list[tuple[int, bytes]] = []
     with events.open("rb") as f:
@@ -68,16 +71,22 @@ def reference_per_partition(events: Path, rules: str, partitions: int, now: int 
     ref = Reference()
     loaded = load_rules(rules)
 
-    def run(lines: list[tuple[int, bytes]]) -> tuple[PartitionEngine, list[dict[str, Any]]]:
+    def run(
+        lines: list[tuple[int, bytes]], engine: PartitionEngine | None = None
+    ) -> tuple[PartitionEngine, list[dict[str, Any]]]:
         outputs: list[dict[str, Any]] = []
 
         def emit(output: Output) -> None:
             outputs.append(json.loads(output_line(output)))
 
-        return simulate(loaded, lines, emit, now=now), outputs
+        if engine is not None and now is not None:
+            engine.now = lambda: now
+        return simulate(loaded, lines, emit, now=now, engine=engine), outputs
 
+    if after is not None:
+        ref.engines.update(after.engines)
     for p in sorted(parts):
-        ref.engines[p], outputs = run(parts[p])
+        ref.engines[p], outputs = run(parts[p], ref.engines.get(p))
         ref.outputs += outputs
     if keyless:
         ref.keyless = run(keyless)[1]
