@@ -294,8 +294,13 @@ def check(run: Run, sent: int, ref: Reference, out: Outcome, exact_counts: bool)
     if short:
         out.problems.append(f"{sum(short.values())} dead letters missing {sorted({e for e, _ in short})}")
     if surplus:
+        examples = [
+            f"{v['source_topic']}[{v['partition']}]@{v['offset']}: {v['detail']}"
+            for x in lines
+            if x["topic"] == DLQ_TOPIC and letter(v := x["value"]) in surplus
+        ][:3]
         out.problems.append(
-            f"{sum(surplus.values())} unexpected dead letters {sorted({e for e, _ in surplus})}"
+            f"{sum(surplus.values())} unexpected dead letters {sorted({e for e, _ in surplus})}, e.g. {examples}"
         )
     out.outputs_checked = len(expected_ids) + sum(expected_dlq.values())
 
@@ -588,8 +593,8 @@ def rocksdb_dir(lab: Lab, out: Outcome) -> None:
             code = run_until_exit(refused, 120)
             out.faults.append("RocksDB directory read-only at start")
             said = refused.tail(5)
-            if code in (0, None):
-                out.problems.append(f"read-only data directory: the worker exit code is {code}")
+            if code != 2:  # a refusal: one line, exit 2 (a crash would be 1, a hang None)
+                out.problems.append(f"read-only data directory: the worker exit code is {code}, not 2")
             if "Traceback" in said or ("read-only" not in said.lower() and str(data) not in said):
                 out.problems.append(f"read-only data directory: no clear one-line error (log {refused.log})")
         began = time.monotonic()
