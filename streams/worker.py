@@ -311,12 +311,22 @@ class Worker:
         }
 
     def _load_ids(self, part: Partition) -> None:
-        """Customer ids of this partition: the table keys whose state says so."""
+        """Customer ids of this partition: the table keys whose state says so. The customers
+        per tier are counted from those states: a crash between a commit's state writes and
+        its marker leaves states the marker's counts do not include (their records come
+        back as duplicates, so nothing would count them again)."""
+        counts: dict[str, int] = {}
+        tier_ids = self.rules.tier_ids
         for key, raw in self.table.items():
             if key.startswith(MARKER_PREFIX) or raw is None:
                 continue
             if codec.partition_of(raw) == part.number:
                 part.store.ids.add(key.decode("utf-8"))
+                tier = tier_ids[codec.decode(raw, part.store.specs).tier]
+                counts[tier] = counts.get(tier, 0) + 1
+        if counts != {t: n for t, n in part.tier_counts.items() if n}:
+            part.tier_counts = counts
+            self.moved[part.number] = part  # the next commit writes the marker and Redis's counts
 
     def _refuse(self, message: str) -> None:
         """Stop the process: a worker must not run on state it would misread. Faust would
