@@ -219,6 +219,12 @@ class Run:
         markers = [json.loads(v) for k, v in tables.items() if marker_partition(k) is not None]
         return sum(o + 1 for m in markers for o in m.get("offsets", {}).values())
 
+    def marker_clocks(self) -> dict[int, int | None]:
+        tables = asyncio.run(read_changelog(self.settings, idle_seconds=0.5))
+        return {
+            p: json.loads(v)["clock"] for k, v in tables.items() if (p := marker_partition(k)) is not None
+        }
+
     def wait_caught_up(self, sent: int, what: str = "lag 0") -> float:
         """Until `caught_up` and the markers cover all `sent` records."""
         began = time.monotonic()
@@ -473,14 +479,12 @@ def rebalance_storm(lab: Lab, out: Outcome) -> None:
     storm), then a third one joins."""
     run = Run(lab, "storm")
     try:
-        events = bank(run, lab.seed + 2)
+        events = bank(run, lab.seed + 2, customers=lab.size.customers * 3)  # enough load for the storm
         ref = reference_per_partition(events, RULES, PARTITIONS)
+        sent = publish(run.settings, events)
         steady, victim = run.worker(), run.worker()
         run.wait(lambda: ready(steady) and ready(victim), 120, "both workers ready")
-        parts = slices(events, 6)
-        sent = 0
-        for part in parts[:5]:
-            sent += publish(run.settings, part)  # load all along the storm
+        for _ in range(5):
             run.wait(functools.partial(took_records, victim), lab.size.patience, "the victim taking records")
             time.sleep(lab.rng.uniform(0.0, 2.0))
             run.kill(victim)
@@ -490,7 +494,6 @@ def rebalance_storm(lab: Lab, out: Outcome) -> None:
             victim = run.worker()
             run.wait(functools.partial(ready, victim), 120, "the restarted worker ready")
             out.recovered(time.monotonic() - killed_at)
-        sent += publish(run.settings, parts[5])
         third = run.worker()
         began = time.monotonic()
         run.wait(functools.partial(ready, third), 120, "a third worker ready")
@@ -510,9 +513,8 @@ def redis_twice(lab: Lab, out: Outcome) -> None:
     try:
         events = bank(run, lab.seed + 4)
         ref = reference_per_partition(events, RULES, PARTITIONS)
-        w = run.worker()
-        run.wait(functools.partial(ready, w), 120, "ready")
         sent = publish(run.settings, events)
+        w = run.worker()
         run.wait(lambda: w.consumed() >= sent * 0.3, lab.size.patience, "a third of the backlog")
         run.redis.kill()
         out.faults.append("Redis kill -9 under load")
@@ -671,9 +673,8 @@ def poison_input(lab: Lab, out: Outcome) -> None:
         codes = {x["value"]["error"] for x in ref.outputs + ref.keyless if x["topic"] == DLQ_TOPIC}
         if set(ERROR_CODES) - codes:
             out.problems.append(f"the poison never produced {sorted(set(ERROR_CODES) - codes)}")
-        w = run.worker()
-        run.wait(functools.partial(ready, w), 120, "ready")
         sent = publish(run.settings, events)
+        w = run.worker()
         out.faults.append(f"{inserted} poison records among {sent - inserted} valid ones")
         run.wait_caught_up(sent)
         if w.proc.poll() is not None:
@@ -710,30 +711,37 @@ def clock_jump(lab: Lab, out: Outcome) -> None:
         w = run.worker()
         run.wait_caught_up(sent, "the first part applied")
         w.stop()
+        before = run.marker_clocks()
+        if before != {p: e.clock for p, e in ref.engines.items()}:
+            out.problems.append(
+                f"clocks before the jump {before} != reference {[e.clock for e in ref.engines.values()]}"
+            )
         last = max(e.clock for e in ref.engines.values() if e.clock is not None)
         jumped = last + 10 * US_PER_DAY
         target = jumped - lab.rules.clock_lag_seconds * US_PER_SECOND
         for engine in ref.engines.values():
             ref.outputs += [json.loads(output_line(o)) for o in engine.advance_clock(target)]
-        w = run.worker(
-            env={"TIERSTREAM_CHAOS_WALL_CLOCK_US": str(jumped), "PYTHONPATH": str(CLOCK_SHIM)},
-            live_clock=True,
-            sweep_interval_seconds=1.0,
-        )
+        jumped_env = {"TIERSTREAM_CHAOS_WALL_CLOCK_US": str(jumped), "PYTHONPATH": str(CLOCK_SHIM)}
+        w = run.worker(env=jumped_env, live_clock=True, sweep_interval_seconds=1.0)
         began = time.monotonic()
         run.wait(functools.partial(ready, w), 120, "ready")
         out.faults.append("live clock +10 days")
 
         def jumped_everywhere() -> bool:
             w.metrics()  # after recovery, /metrics opens every assigned partition (the timer moves those)
-            tables = asyncio.run(read_changelog(run.settings, idle_seconds=0.5))
-            clocks = [json.loads(v)["clock"] for k, v in tables.items() if marker_partition(k) is not None]
-            return len(clocks) == len(ref.engines) and all(c == target for c in clocks)
+            clocks = run.marker_clocks()
+            return len(clocks) == len(ref.engines) and all(
+                c is not None and c >= target for c in clocks.values()
+            )
 
         run.wait(jumped_everywhere, 120, "every partition's marker at the jumped clock")
         out.recovered(time.monotonic() - began)
         ref = reference_per_partition(rest, RULES, PARTITIONS, now=jumped, after=ref)
+        # Published between workers: records published into a running worker may be fetched
+        # out of their timestamp order across topics (docs/decisions.md, chaos).
+        w.stop()
         sent += publish(run.settings, rest)
+        run.worker(env=jumped_env, live_clock=True, sweep_interval_seconds=1.0)
         run.wait_caught_up(sent, "the rest applied under the jumped clock")
         check(run, sent, ref, out, exact_counts=False)
     finally:
@@ -761,9 +769,8 @@ def broker_pause(lab: Lab, out: Outcome) -> None:
     try:
         events = bank(run, lab.seed + 3)
         ref = reference_per_partition(events, RULES, PARTITIONS)
-        w = run.worker()
-        run.wait(functools.partial(ready, w), 120, "ready")
         sent = publish(run.settings, events)
+        w = run.worker()
         run.wait(lambda: w.consumed() >= sent * 0.3, lab.size.patience, "a third of the backlog")
         os.kill(lab.broker.pid, signal.SIGSTOP)
         try:
@@ -806,9 +813,8 @@ def port_closed(lab: Lab, out: Outcome) -> None:
     try:
         events = bank(run, lab.seed + 33)
         ref = reference_per_partition(events, RULES, PARTITIONS)
-        w = run.worker(env={"TIERSTREAM_COMMIT_INTERVAL_MS": "0"})
-        run.wait(functools.partial(ready, w), 120, "ready")
         sent = publish(run.settings, events)
+        run.worker(env={"TIERSTREAM_COMMIT_INTERVAL_MS": "0"})
         for share in (0.25, 0.6):
             run.wait(functools.partial(progressed, run, sent * share), lab.size.patience, "progress")
             proxy.kill()
