@@ -54,7 +54,8 @@ def reference_per_partition(
     events: Path, rules: str, partitions: int, now: int | None = None, after: Reference | None = None
 ) -> Reference:
     """`now` (epoch us): the wall clock `future_timestamp` is judged against, as a worker's.
-    `after`: go on from that reference's engines (its outputs are not repeated)."""
+    `after`: go on from that reference (its engines, outputs and dead letters), as a
+    worker goes on with a second file published after the first."""
     parts: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
     keyless: list[tuple[int, bytes]] = []
     with events.open("rb") as f:
@@ -85,11 +86,13 @@ def reference_per_partition(
 
     if after is not None:
         ref.engines.update(after.engines)
+        ref.outputs += after.outputs
+        ref.keyless += after.keyless
     for p in sorted(parts):
         ref.engines[p], outputs = run(parts[p], ref.engines.get(p))
         ref.outputs += outputs
     if keyless:
-        ref.keyless = run(keyless)[1]
+        ref.keyless += run(keyless)[1]
     return ref
 
 
