@@ -359,18 +359,23 @@ def check(run: Run, sent: int, ref: Reference, out: Outcome, exact_counts: bool)
     fresh = PartitionEngine(rules)
     served = {k.split(":", 2)[2]: client.hgetall(k) for k in client.scan_iter(CUSTOMER_KEY.format("*"))}
     tier_counts: Counter[str] = Counter()
-    wrong = 0
+    wrong: list[str] = []
     all_stored = {cid: c for part in stored.values() for cid, c in part.items()}
     for cid, c in all_stored.items():
         want_fields = customer_fields(fresh, c, rules)
         tier_counts[want_fields["tier"]] += 1
-        have_fields = served.get(cid)
-        if have_fields is None or {k: v for k, v in have_fields.items() if k != "updated_at"} != {
-            k: v for k, v in want_fields.items() if k != "updated_at"
-        }:
-            wrong += 1
+        have_fields = served.get(cid, {})
+        diff = {
+            k: (have_fields.get(k), v)
+            for k, v in want_fields.items()
+            if k != "updated_at" and have_fields.get(k) != v
+        }
+        if diff:
+            wrong.append(f"{cid} (Redis, table): {diff}")
     if wrong or len(served) != len(all_stored):
-        out.problems.append(f"Redis: {wrong} of {len(all_stored)} customers differ ({len(served)} served)")
+        out.problems.append(
+            f"Redis: {len(wrong)} of {len(all_stored)} customers differ ({len(served)} served), e.g. {wrong[:2]}"
+        )
     served_counts = {t: int(n) for t, n in client.hgetall(TIER_COUNTS_KEY).items() if int(n)}
     if served_counts != dict(+tier_counts):
         out.problems.append(f"Redis tier counts {served_counts} != tables {dict(+tier_counts)}")
