@@ -311,22 +311,27 @@ class Worker:
         }
 
     def _load_ids(self, part: Partition) -> None:
-        """Customer ids of this partition: the table keys whose state says so. The customers
-        per tier are counted from those states: a crash between a commit's state writes and
-        its marker leaves states the marker's counts do not include (their records come
-        back as duplicates, so nothing would count them again)."""
+        """Customer ids of this partition: the table keys whose state says so. Each state is
+        also counted by tier and served to Redis again, because a crash (of this worker or
+        of the previous owner) may have come after a commit's state writes but before its
+        marker (whose tier counts then miss those customers, and their records come back as
+        duplicates, which count nothing) or before its Redis write (the records are not
+        redelivered, so nothing would serve those customers again)."""
         counts: dict[str, int] = {}
         tier_ids = self.rules.tier_ids
         for key, raw in self.table.items():
             if key.startswith(MARKER_PREFIX) or raw is None:
                 continue
             if codec.partition_of(raw) == part.number:
-                part.store.ids.add(key.decode("utf-8"))
-                tier = tier_ids[codec.decode(raw, part.store.specs).tier]
-                counts[tier] = counts.get(tier, 0) + 1
+                cid = key.decode("utf-8")
+                part.store.ids.add(cid)
+                c = codec.decode(raw, part.store.specs)
+                counts[tier_ids[c.tier]] = counts.get(tier_ids[c.tier], 0) + 1
+                self.serving.note_customers(part.engine, [(cid, c)])
         if counts != {t: n for t, n in part.tier_counts.items() if n}:
             part.tier_counts = counts
-            self.moved[part.number] = part  # the next commit writes the marker and Redis's counts
+            self.moved[part.number] = part  # the next commit writes the marker
+        self.serving.note_counts(part.number, part.tier_counts)
 
     def _refuse(self, message: str) -> None:
         """Stop the process: a worker must not run on state it would misread. Faust would

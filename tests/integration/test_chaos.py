@@ -109,3 +109,36 @@ def test_a_state_written_without_its_marker_is_counted(lab: Lab) -> None:
         client.close()
     finally:
         run.stop_all()
+
+
+def test_customers_committed_but_not_served_are_served_by_the_next_owner(lab: Lab) -> None:
+    """Found by scenarios 2 and 3b: a worker that dies (or loses its partitions) after a
+    commit but before its Redis write leaves those customers stale in Redis; their records
+    are not redelivered, so nothing served them again. The next owner of a partition serves
+    its customers from the tables when it loads them."""
+    run = Run(lab, "unserved")
+    try:
+        events = bank(run, 6, customers=20, days=10)
+        sent = publish(run.settings, events)
+        w = run.worker()
+        run.wait(lambda: ready(w), 120, "ready")
+        run.wait_caught_up(sent)
+        w.stop()
+        client = redis.Redis.from_url(run.settings.redis_url, decode_responses=True)
+        missing, stale = sorted(client.scan_iter("tierstream:customer:*"))[:2]
+        client.delete(missing)  # the epoch key stays: this Redis did not lose its data
+        client.hset(stale, "tier", "private")
+        again = run.worker()
+        run.wait(lambda: ready(again), 120, "ready after the restart")
+        run.wait_caught_up(sent)
+        run.wait(
+            lambda: client.exists(missing) == 1 and client.hget(stale, "tier") != "private",
+            60,
+            "both customers served again",
+        )
+        client.close()
+        out = Outcome("unserved")
+        check(run, sent, reference_per_partition(events, RULES, 4), out, exact_counts=False)
+        assert out.passed, out.problems
+    finally:
+        run.stop_all()
