@@ -59,7 +59,7 @@ from tierstream.engine.timeutil import US_PER_DAY, US_PER_SECOND, wall_clock_us
 from tierstream.localstack import Proc, free_port, start_broker, start_redis
 from tierstream.localstack import _accepts as accepts
 from tierstream.rebuild import read_changelog
-from tierstream.serving import CUSTOMER_KEY, TIER_COUNTS_KEY, customer_fields
+from tierstream.serving import CUSTOMER_KEY, EPOCH_KEY, TIER_COUNTS_KEY, customer_fields
 from tierstream.settings import Settings
 from tierstream.simulate import output_line
 from tierstream.tables import marker_partition
@@ -548,17 +548,29 @@ def redis_twice(lab: Lab, out: Outcome) -> None:
         time.sleep(1)
         run.redis.start()  # no persistence: it comes back empty
         client = redis.Redis.from_url(run.settings.redis_url, decode_responses=True)
-        began = time.monotonic()
-        # The worker's first write after the restart finds the epoch key missing and
-        # re-serves every customer it owns: kill Redis as soon as that write lands.
-        run.wait(lambda: bool(client.exists("tierstream:epoch")), 60, "the worker writing to Redis again")
-        served = sum(1 for _ in client.scan_iter(CUSTOMER_KEY.format("*")))
+        customers = sum(len(e.customers) for e in ref.engines.values())
+        # The worker's next write finds the epoch key missing (it sets it) and re-serves
+        # every customer it owns within the next ticks: kill Redis as soon as the key is back.
+        deadline = time.monotonic() + 60
+        while not client.exists(EPOCH_KEY):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the worker did not write to the restarted Redis in 60 s")
+            time.sleep(0.005)
+        served = len(client.keys(CUSTOMER_KEY.format("*")))
         run.redis.kill()
-        out.faults.append(f"Redis restarted empty, kill -9 again during the re-serve ({served} customers in)")
+        out.faults.append(
+            f"Redis restarted empty, kill -9 again in its re-serve ({served} of {customers} in)"
+        )
         time.sleep(2)
         run.redis.start()
         began = time.monotonic()
-        run.wait_caught_up(sent, "lag 0 and Redis brought up to date")
+        run.wait_caught_up(sent, "lag 0")
+
+        def served_again() -> bool:
+            return bool(client.exists(EPOCH_KEY)) and len(client.keys(CUSTOMER_KEY.format("*"))) == customers
+
+        run.wait(served_again, 60, "every customer served again")
+        run.wait_caught_up(sent, "no Redis write pending")
         out.recovered(time.monotonic() - began)
         client.close()
         check(run, sent, ref, out, exact_counts=True)
