@@ -574,7 +574,8 @@ def redis_twice(lab: Lab, out: Outcome) -> None:
         served = len(client.keys(CUSTOMER_KEY.format("*")))
         run.redis.kill()
         out.faults.append(
-            f"Redis restarted empty, kill -9 again in its re-serve ({served} of {customers} in)"
+            f"Redis restarted empty, kill -9 again after the worker's first write, before its "
+            f"re-serve ({served} of {customers} hashes in)"
         )
         time.sleep(2)
         run.redis.start()
