@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # every target below does when the set of sources changed.
 SOURCES_LIST := $(VENV)/.sources
 
-.PHONY: install sync tools test unit integration lint schemas demo stack bench chaos clean
+.PHONY: install sync compile tools test test-compiled unit integration lint schemas demo stack bench chaos clean
 
 install: $(VENV)/.installed sync
 
@@ -31,8 +31,27 @@ sync: $(VENV)/.installed
 	  && mv $(SOURCES_LIST).new $(SOURCES_LIST); \
 	else rm -f $(SOURCES_LIST).new; fi
 
+# The suite runs the pure-Python engine (the reference; tests/conftest.py), then the engine's
+# tests run again against the compiled build.
 test: install tools
 	$(BIN)/python -m pytest -q tests
+	@$(MAKE) --no-print-directory test-compiled
+
+test-compiled: compile
+	TIERSTREAM_ENGINE_BUILD=compiled $(BIN)/python -m pytest -q tests/unit/engine tests/unit/enginebuild
+
+# The hot engine modules (tierstream.enginebuild.COMPILED) compiled with the venv's mypyc and
+# gcc into $(VENV)/tierstream-compiled/, with each source's sha256 (~30 s; nothing to do when
+# fresh). `import tierstream` runs them only while every source is unchanged, else pure Python
+# with a one-line warning; TIERSTREAM_ENGINE_BUILD=pure forces pure. make test and make bench
+# build it; FORCE=1 rebuilds.
+compile: install
+	@if [ -n "$(FORCE)" ] || ! $(BIN)/python -m tierstream.enginebuild.builder --check >/dev/null 2>&1; then \
+	  echo "compiling the engine with mypyc into $(VENV)/tierstream-compiled/ (~30 s; log: $(VENV)/compile.log)"; \
+	  TIERSTREAM_ENGINE_BUILD=pure $(BIN)/python -m tierstream.enginebuild.builder $(if $(FORCE),--force) > $(VENV)/compile.log 2>&1 \
+	    || { tail -30 $(VENV)/compile.log; exit 1; }; \
+	  tail -1 $(VENV)/compile.log; \
+	fi
 
 unit: install tools
 	$(BIN)/python -m pytest -q tests/unit
@@ -84,7 +103,7 @@ stack: install
 	$(BIN)/python -m tierstream.testing.devstack $(ARGS)
 
 # make bench ARGS=--quick: a 2-minute smoke run; ARGS=--skip-worker: the engine only.
-bench: install
+bench: install compile
 	$(BIN)/python -m bench.run $(ARGS)
 
 # make chaos: the fault matrix on the local stack (~10 minutes; ARGS=--quick for ~2 minutes

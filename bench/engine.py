@@ -8,8 +8,12 @@ Side by side in one run, each in a fresh process (issue 13):
   line of the same file written to a file: the ratio is the target (>= 0.5), since it
   means the same on a slow or fast day of a shared machine;
 - the engine in memory (lines already read, outputs rendered to a list), beside it;
+- both for the pure-Python engine (the reference) and, when `make compile` built it from
+  the current sources, the compiled one (TIERSTREAM_ENGINE_BUILD in each child process;
+  each child reports the build it ran, and a mismatch stops the run);
 - peak RSS of `simulate` at two bank sizes: RSS per customer at the larger, and the slope
-  between them extrapolated to 1,000,000 customers (target <= 1.5 KB per customer).
+  between them extrapolated to 1,000,000 customers (target <= 1.5 KB per customer), for
+  each build too.
 
 Banks come from `tierstream generate` (the CMB preset with its `segments` section, so the
 day boundaries do the segment work too).
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.bootstrap import calibration
+from tierstream.enginebuild import ENV_VAR, compiled_dir
+from tierstream.enginebuild.builder import up_to_date
 
 RATIO_TARGET = 0.5
 KB_PER_CUSTOMER_TARGET = 1.5
@@ -46,7 +53,9 @@ except SystemExit as exc:
     code = exc.code or 0
 seconds = time.perf_counter() - started
 hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(json.dumps({{"code": code, "seconds": seconds, "rss_kb": int(hwm.split()[1])}}), file=sys.stderr)
+from tierstream.enginebuild import current
+report = {{"code": code, "seconds": seconds, "rss_kb": int(hwm.split()[1]), "build": current().name}}
+print(json.dumps(report), file=sys.stderr)
 """
 
 _ROUND_TRIP = """
@@ -65,6 +74,7 @@ print(json.dumps({{"lines": n, "seconds": seconds}}))
 _IN_MEMORY = """
 import gc, json, time
 from tierstream.engine.rules import load_rules
+from tierstream.enginebuild import current
 from tierstream.tools.simulate import output_line, read_lines, simulate
 rules = load_rules("cmb")
 with open({src!r}, "rb") as f:
@@ -74,7 +84,7 @@ gc.collect()
 started = time.perf_counter()
 engine = simulate(rules, lines, lambda o: sink.append(output_line(o)))
 seconds = time.perf_counter() - started
-print(json.dumps({{"lines": len(lines), "seconds": seconds, "outputs": len(sink)}}))
+print(json.dumps({{"lines": len(lines), "seconds": seconds, "outputs": len(sink), "build": current().name}}))
 """
 
 
@@ -86,105 +96,150 @@ def make_bank(path: Path, customers: int, days: int, seed: int = 1) -> int:
         return write_events(generate_events(customers, days, seed=seed, usd=False), out)
 
 
-def _python(code: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+def builds() -> tuple[list[str], str | None]:
+    """The engine builds to measure: pure always, compiled when fresh (else why not)."""
+    why = up_to_date(compiled_dir())
+    return (["pure", "compiled"], None) if why is None else (["pure"], why)
 
 
-def simulate_run(bank: Path, out: Path) -> dict[str, Any]:
-    """`tierstream simulate --rules cmb` on a file, in a fresh process: seconds, peak RSS."""
+def _checked(report: dict[str, Any], build: str | None, what: str) -> dict[str, Any]:
+    if build is not None and report["build"] != build:
+        raise SystemExit(f"{what} ran the {report['build']} engine, not the {build} one")
+    return report
+
+
+def _python(code: str, build: str | None = None) -> dict[str, Any]:
+    env = {**os.environ, ENV_VAR: build} if build else None
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    return _checked(json.loads(out.stdout.strip().splitlines()[-1]), build, "the in-memory engine")
+
+
+def simulate_run(bank: Path, out: Path, build: str | None = None) -> dict[str, Any]:
+    """`tierstream simulate --rules cmb` on a file, in a fresh process: seconds, peak RSS,
+    the engine build it ran (`build`, or the default one when None)."""
     args = ["simulate", "--rules", "cmb", "--events", str(bank), "--out", str(out)]
+    env = {**os.environ, ENV_VAR: build} if build else None
     done = subprocess.run(
-        [sys.executable, "-c", _CLI.format(args=args)], check=False, capture_output=True, text=True
+        [sys.executable, "-c", _CLI.format(args=args)], check=False, capture_output=True, text=True, env=env
     )
     report = json.loads(done.stderr.strip().splitlines()[-1])
     if report["code"] != 0:
         raise SystemExit(f"simulate failed: {done.stderr[-2000:]}")
     out.unlink()
-    result: dict[str, Any] = report
-    return result
+    return _checked(report, build, "simulate")
 
 
-def throughput(bank: Path, lines: int) -> dict[str, Any]:
-    """Events/s of simulate (file to file), the JSON round trip and the in-memory engine."""
+def throughput(bank: Path, lines: int, measured: list[str]) -> dict[str, Any]:
+    """Events/s of the JSON round trip, and of simulate (file to file) and the in-memory
+    engine for each build."""
     out = bank.with_suffix(".out")
     trip = _python(_ROUND_TRIP.format(src=str(bank), dst=str(out)))
     out.unlink()
-    sim = simulate_run(bank, out)
-    mem = _python(_IN_MEMORY.format(src=str(bank)))
-    return {
-        "lines": lines,
-        "json_round_trip_per_s": lines / trip["seconds"],
-        "simulate_per_s": lines / sim["seconds"],
-        "in_memory_per_s": lines / mem["seconds"],
-    }
+    per_build = {}
+    for build in measured:
+        sim = simulate_run(bank, out, build)
+        mem = _python(_IN_MEMORY.format(src=str(bank)), build)
+        per_build[build] = {
+            "simulate_per_s": lines / sim["seconds"],
+            "in_memory_per_s": lines / mem["seconds"],
+        }
+    return {"lines": lines, "json_round_trip_per_s": lines / trip["seconds"], "builds": per_build}
 
 
-def memory(work: Path, sizes: tuple[int, int], days: int) -> dict[str, Any]:
-    """Peak RSS of simulate at two bank sizes: KB per customer at the larger, and the
-    slope between them extrapolated to AT_CUSTOMERS."""
-    runs = []
+def memory(work: Path, sizes: tuple[int, int], days: int, measured: list[str]) -> dict[str, Any]:
+    """Peak RSS of simulate at two bank sizes, for each build: KB per customer at the
+    larger, and the slope between them extrapolated to AT_CUSTOMERS."""
+    runs: dict[str, list[dict[str, Any]]] = {build: [] for build in measured}
     for customers in sizes:
         bank = work / f"memory-{customers}.jsonl"
         make_bank(bank, customers, days, seed=2)
-        runs.append(simulate_run(bank, bank.with_suffix(".out")))
+        for build in measured:
+            runs[build].append(simulate_run(bank, bank.with_suffix(".out"), build))
         bank.unlink()
-    (small, big), (n_small, n_big) = runs, sizes
-    slope_kb = (big["rss_kb"] - small["rss_kb"]) / (n_big - n_small)
-    at_target = (big["rss_kb"] + slope_kb * (AT_CUSTOMERS - n_big)) / AT_CUSTOMERS
-    return {
-        "sizes": list(sizes),
-        "days": days,
-        "rss_mb": [r["rss_kb"] / 1024 for r in runs],
-        "kb_per_customer": big["rss_kb"] / n_big,
-        "slope_kb_per_customer": slope_kb,
-        "kb_per_customer_at_1m": at_target,
-    }
+    n_small, n_big = sizes
+    per_build = {}
+    for build, (small, big) in runs.items():
+        slope_kb = (big["rss_kb"] - small["rss_kb"]) / (n_big - n_small)
+        per_build[build] = {
+            "rss_mb": [small["rss_kb"] / 1024, big["rss_kb"] / 1024],
+            "kb_per_customer": big["rss_kb"] / n_big,
+            "slope_kb_per_customer": slope_kb,
+            "kb_per_customer_at_1m": (big["rss_kb"] + slope_kb * (AT_CUSTOMERS - n_big)) / AT_CUSTOMERS,
+        }
+    return {"sizes": list(sizes), "days": days, "builds": per_build}
 
 
 Row = tuple[str, str, str, bool | None]
 
 
+_LABEL = {"pure": "pure Python", "compiled": "compiled (mypyc)"}
+
+
 def rows(figures: dict[str, Any]) -> list[Row]:
-    """The table rows: each target with its ratio and pass/miss, absolutes as (info)."""
+    """The table rows: each target with its ratio and pass/miss per engine build, absolutes
+    as (info)."""
     t, m = figures["throughput"], figures["memory"]
-    ratio = t["simulate_per_s"] / t["json_round_trip_per_s"]
-    in_memory = t["in_memory_per_s"] / t["json_round_trip_per_s"]
+    trip = t["json_round_trip_per_s"]
+    table: list[Row] = []
+    for build, b in t["builds"].items():
+        ratio, in_memory = b["simulate_per_s"] / trip, b["in_memory_per_s"] / trip
+        table += [
+            (
+                f"simulate / JSON round trip, {_LABEL[build]}",
+                f">= {RATIO_TARGET}",
+                f"{ratio:.2f}",
+                ratio >= RATIO_TARGET,
+            ),
+            ("  simulate events/s", "(info)", f"{b['simulate_per_s']:,.0f}", None),
+            ("  engine in memory / JSON round trip", "(info)", f"{in_memory:.2f}", None),
+            ("  engine in memory events/s", "(info)", f"{b['in_memory_per_s']:,.0f}", None),
+        ]
+    if "compiled" in t["builds"]:
+        pure, compiled = t["builds"]["pure"], t["builds"]["compiled"]
+        table += [
+            (
+                "compiled / pure, simulate",
+                "(info)",
+                f"{compiled['simulate_per_s'] / pure['simulate_per_s']:.2f}x",
+                None,
+            ),
+            (
+                "compiled / pure, engine in memory",
+                "(info)",
+                f"{compiled['in_memory_per_s'] / pure['in_memory_per_s']:.2f}x",
+                None,
+            ),
+        ]
+    else:
+        table.append(("compiled engine: not measured", "(info)", "-", None))
+    table.append(("json.loads + json.dumps lines/s, same file", "(info)", f"{trip:,.0f}", None))
     small, big = m["sizes"]
-    return [
-        ("simulate (file to file) / JSON round trip", f">= {RATIO_TARGET}", f"{ratio:.2f}", ratio >= 0.5),
-        ("  simulate events/s", "(info)", f"{t['simulate_per_s']:,.0f}", None),
-        (
-            "  json.loads + json.dumps lines/s, same file",
-            "(info)",
-            f"{t['json_round_trip_per_s']:,.0f}",
-            None,
-        ),
-        ("engine in memory / JSON round trip", "(info)", f"{in_memory:.2f}", None),
-        ("  engine in memory events/s", "(info)", f"{t['in_memory_per_s']:,.0f}", None),
-        (
-            f"simulate RSS KB/customer at {big:,} x {m['days']} days",
-            "(info)",
-            f"{m['kb_per_customer']:.2f}",
-            None,
-        ),
-        (
-            f"  slope {small:,} -> {big:,} customers (KB/customer)",
-            "(info)",
-            f"{m['slope_kb_per_customer']:.2f}",
-            None,
-        ),
-        (
-            f"simulate RSS KB/customer at {AT_CUSTOMERS:,} (from the slope)",
-            f"<= {KB_PER_CUSTOMER_TARGET}",
-            f"{m['kb_per_customer_at_1m']:.2f}",
-            m["kb_per_customer_at_1m"] <= KB_PER_CUSTOMER_TARGET,
-        ),
-    ]
+    for build, b in m["builds"].items():
+        table += [
+            (
+                f"simulate RSS KB/customer, {big:,} x {m['days']} days, {build}",
+                "(info)",
+                f"{b['kb_per_customer']:.2f}",
+                None,
+            ),
+            (
+                f"  slope {small:,} -> {big:,} customers (KB/customer)",
+                "(info)",
+                f"{b['slope_kb_per_customer']:.2f}",
+                None,
+            ),
+            (
+                f"  KB/customer at {AT_CUSTOMERS:,} (from the slope)",
+                f"<= {KB_PER_CUSTOMER_TARGET}",
+                f"{b['kb_per_customer_at_1m']:.2f}",
+                b["kb_per_customer_at_1m"] <= KB_PER_CUSTOMER_TARGET,
+            ),
+        ]
+    return table
 
 
 def measure(customers: int, days: int, memory_sizes: tuple[int, int], memory_days: int) -> dict[str, Any]:
+    measured, not_compiled = builds()
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         work = Path(tmp)
         bank = work / "bank.jsonl"
@@ -192,10 +247,11 @@ def measure(customers: int, days: int, memory_sizes: tuple[int, int], memory_day
         figures: dict[str, Any] = {
             "calibration_s": calibration(),
             "bank": {"customers": customers, "days": days, "events": lines, "rules": "cmb"},
-            "throughput": throughput(bank, lines),
+            "compiled_not_measured": not_compiled,
+            "throughput": throughput(bank, lines, measured),
         }
         bank.unlink()
-        figures["memory"] = memory(work, memory_sizes, memory_days)
+        figures["memory"] = memory(work, memory_sizes, memory_days, measured)
         figures["calibration_after_s"] = calibration()
     return figures
 
@@ -210,6 +266,8 @@ def print_table(figures: dict[str, Any]) -> None:
     for name, target, shown, ok in rows(figures):
         verdict = "" if ok is None else ("pass" if ok else "MISS")
         print(f"{name:<58}{target:>10}{shown:>12}  {verdict}")
+    if figures["compiled_not_measured"]:
+        print(f"compiled engine not measured: {figures['compiled_not_measured']}")
     print(
         f"calibration: a 20-million-step Python loop took {figures['calibration_s']:.2f} s "
         f"(before) / {figures['calibration_after_s']:.2f} s (after)"

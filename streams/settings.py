@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     )
     loglevel: str = Field("WARNING", description="worker log level (INFO shows table recovery)")
     sweep_interval_seconds: float = Field(5.0, gt=0, description="live clock and day-boundary sweep period")
+    engine_build: Literal["auto", "pure", "compiled"] = Field(
+        "auto",
+        description="which engine runs: auto (the compiled one when `make compile` built it from the "
+        "current sources, else pure Python), pure, or compiled (refuse to start without it); read by "
+        "tierstream.enginebuild when tierstream is imported, so an environment variable, not a flag",
+    )
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -19,8 +19,12 @@ for _module in COMMANDS:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from ..enginebuild import current
     from .help import build, is_no_args_help
 
+    if (problem := current().problem) is not None:  # chosen when tierstream was imported
+        print(f"tierstream: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     try:
         code = build(app)(args=argv, prog_name="tierstream", standalone_mode=False)
         if code == 130:  # typer's answer to Ctrl-C (KeyboardInterrupt) when not standalone

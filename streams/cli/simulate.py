@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..engine.rules import LIFECYCLE_STAGES, Rules
 from ..engine.timeutil import wall_clock_us
+from ..enginebuild import current
 from .common import (
     RulesOpt,
     _check_new_dir,
@@ -99,6 +100,7 @@ def simulate(
             stats_tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", "utf-8")
     _warn_if_not_events(events, summary)
     _print_summary(loaded, summary)
+    err.print(f"engine: {current()}", highlight=False, soft_wrap=True)
 
 
 def _start_from(engine: Any, rules: Rules, directory: Path, as_of: str | None) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..enginebuild import current
 
 #: Every metric name the worker exports (the Grafana dashboard test checks against it).
 METRIC_NAMES = (
@@ -86,6 +88,12 @@ class WorkerMetrics:
             ["segment", "value"],
             registry=r,
         )
+        self.engine_build = Info(
+            "tierstream_engine_build",
+            "The engine build this worker runs: compiled (mypyc) or pure",
+            registry=r,
+        )
+        self.engine_build.info({"build": current().name})
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -11,6 +11,7 @@ import faust
 
 from ..broker import describe_topics, ensure_topics
 from ..engine.rules import Rules
+from ..enginebuild import current
 from ..preflight import LIFECYCLE_LOGGER, TopicFacts, Verdict, check_layout, startup_line
 from ..settings import CUSTOMERS_TABLE, Settings
 from .app import create_app
@@ -121,7 +122,7 @@ def run_worker(settings: Settings, rules: Rules, loglevel: str = "WARNING") -> N
     if refusal is not None:
         raise TopicsRefused([refusal])
     found, verdict = loop.run_until_complete(preflight(settings, stored, tabledir))
-    lines = [(logging.INFO, startup_line(settings, rules, found))]
+    lines = [(logging.INFO, startup_line(settings, rules, found)), (logging.INFO, f"engine: {current()}")]
     if verdict.create:
         created = f"created topics with {settings.partitions} partitions: {', '.join(verdict.create)}"
         lines.append((logging.INFO, created))

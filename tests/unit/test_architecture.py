@@ -13,7 +13,7 @@ import pytest
 
 STREAMS = Path(__file__).resolve().parents[2] / "streams"
 
-SHARED = {"settings", "broker", "serving", "preflight", "safeio", "contract", "__init__"}
+SHARED = {"settings", "broker", "serving", "preflight", "safeio", "contract", "enginebuild", "__init__"}
 
 #: room -> the rooms it may import (besides itself)
 ALLOWED: dict[str, set[str]] = {

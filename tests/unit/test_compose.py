@@ -32,6 +32,7 @@ TUNING_VARS = {
         "commit_interval_ms",
         "commit_max_records",
         "sweep_interval_seconds",
+        "engine_build",
     )
 }
 _NAME = re.compile(r"\bTIERSTREAM_[A-Z0-9_]+")
