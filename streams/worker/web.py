@@ -16,6 +16,7 @@ from faust.types import TP
 
 from ..serving import customer_fields
 from ..tools.explain import explain
+from . import merge
 
 if TYPE_CHECKING:
     from .wiring import Worker
@@ -99,8 +100,17 @@ class Pages:
         recovered = self.recovered()
         ok = bool(self.worker.ready and assigned and recovered)
         return web.json(
-            {"ready": ok, "assigned": len(assigned), "recovered": recovered}, status=200 if ok else 503
+            {"ready": ok, "assigned": len(assigned), "recovered": recovered, "merge": self.merge_state()},
+            status=200 if ok else 503,
         )
+
+    def merge_state(self) -> dict[str, Any]:
+        """Per partition held: what the merge buffers and what it waits for."""
+        worker = self.worker
+        return {
+            str(number): merge.describe(part, worker.highwater_of(number))
+            for number, part in sorted(worker.partitions.items())
+        }
 
     async def customer_view(self, view: Any, request: Any, customer_id: str) -> Any:
         """GET /customers/{id}: tier, segments and metrics, from this worker's table."""
