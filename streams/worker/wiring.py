@@ -122,6 +122,8 @@ class Worker:
     def partition(self, number: int) -> Partition:
         part = self.partitions.get(number)
         if part is None:
+            if not self.pages.recovered():  # callers wait for recovery: a marker read now is stale
+                log.warning("partition %d loaded while its table is still being recovered", number)
             engine = PartitionEngine(
                 self.rules,
                 now=wall_clock_us,
