@@ -31,8 +31,8 @@ def lab(broker: Proc, tmp_path: Path) -> Lab:
             "1",
             marks=pytest.mark.xfail(
                 strict=False,
-                reason="open: a kill -9 restart under CPU contention can diverge (docs/decisions.md 68); "
-                "runs every time, reported, does not block",
+                reason="open: after the engine fix (docs/decisions.md 68) one customer's table state still "
+                "diverged once in 15 runs; runs every time and reports the differing fields, does not block",
             ),
         ),
         "4",
