@@ -140,16 +140,10 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "examples"
 @pytest.mark.parametrize("mode", ["pure", "auto"])
 def test_simulate_says_which_engine_ran(mode: str, tmp_path: Path) -> None:
     fresh = up_to_date(enginebuild.compiled_dir()) is None
+    rules, events = EXAMPLES / "lifecycle.rules.yaml", EXAMPLES / "lifecycle.events.jsonl"
+    args = ["simulate", "--rules", str(rules), "--events", str(events), "--out", str(tmp_path / "out.jsonl")]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tierstream.cli",
-            "simulate",
-            "--rules",
-            str(EXAMPLES / "lifecycle.rules.yaml"),
-        ]
-        + ["--events", str(EXAMPLES / "lifecycle.events.jsonl"), "--out", str(tmp_path / "out.jsonl")],
+        [sys.executable, "-m", "tierstream.cli", *args],
         env={**os.environ, ENV_VAR: mode},
         capture_output=True,
         text=True,
