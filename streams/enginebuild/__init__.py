@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
@@ -164,8 +163,9 @@ def refusal(directory: Path, loaded: Collection[str]) -> str | None:
     return None
 
 
-class _CompiledFinder(importlib.abc.MetaPathFinder):
-    """Finds exactly the compiled modules (and their shared library), at their files."""
+class _CompiledFinder:
+    """A meta-path finder of exactly the compiled modules (and their shared library), at their
+    files (not an importlib.abc subclass: that import costs importlib.resources)."""
 
     def __init__(self, files: dict[str, Path]) -> None:
         self.files = files
