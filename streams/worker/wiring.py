@@ -43,7 +43,7 @@ from ..settings import Settings
 from . import merge
 from .cache import RedisServing
 from .commit import Checkpoint, Write
-from .compat import changelog_callback, routed_to, tune_fetch
+from .compat import Delivered, changelog_callback, deliver_in_batches, routed_to, tune_fetch
 from .metrics import WorkerMetrics
 from .routing import RoutingCheck
 from .store import CustomerStore, Partition, ShapeMismatch, load_marker, marker_of
@@ -88,6 +88,10 @@ class Worker:
     def install(self) -> None:
         app = self.app
         app.agent(self.input, name="tierstream-ingest")(self._agent)
+        # The agent subscribes the input topics; their records reach `_take` one fetch at a
+        # time, past Faust's per-message path (the agent is the fallback).
+        if not deliver_in_batches(app.consumer, set(self.topics), self._take):  # pragma: no cover
+            log.warning("records arrive one by one: Faust's consumer loop has changed (worker/compat.py)")
         app.task(self._merge_loop)
         app.timer(self.settings.sweep_interval_seconds)(self._tick_clock)
         self.pages.install()
@@ -179,19 +183,30 @@ class Worker:
     async def _agent(self, stream: faust.StreamT[Any]) -> None:
         manual: Any = stream
         async for event in manual.noack().events():
-            msg = event.message
-            part = self.partition(msg.partition)
-            if not merge.admit(part, msg.topic, msg.offset):
-                event.ack()  # applied before a restart: the marker says so
-                self.metrics.records.labels(outcome=DUPLICATE).inc()
-                continue
-            part.queues[msg.topic].append(event)
-            self.buffered += 1
-            self.arrived += 1
+            self._admit(event)
             # Pump once enough has arrived since the last try: a partition may be
             # waiting for another topic, and retrying on every record would spin.
             if self.arrived >= self.settings.batch_size:
                 await self.pump()
+
+    async def _take(self, records: list[Delivered]) -> None:
+        """The input records of one fetch. Shielded: Faust cancels its fetcher at shutdown,
+        and a batch is applied and its outputs sent whole."""
+        for record in records:
+            self._admit(record)
+        if self.arrived >= self.settings.batch_size:
+            await asyncio.shield(self.pump())
+
+    def _admit(self, event: Any) -> None:
+        msg = event.message
+        part = self.partition(msg.partition)
+        if not merge.admit(part, msg.topic, msg.offset):
+            event.ack()  # applied before a restart: the marker says so
+            self.metrics.records.labels(outcome=DUPLICATE).inc()
+            return
+        part.queues[msg.topic].append(event)
+        self.buffered += 1
+        self.arrived += 1
 
     async def _merge_loop(self) -> None:
         """_tick_merge 50 ms after the previous tick ended. A Faust timer warns "Timer ... is
