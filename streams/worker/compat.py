@@ -175,10 +175,9 @@ def _batch_drain(topics: set[str], sink: BatchSink) -> Callable[[Any, Any], Awai
                     or app.consumer_generation_id != generation
                 ):
                     continue  # a rebalance began: it seeks back to the committed offsets
+                track = self.track_message  # refcount stays 0: the one ack is the final one
                 for record in batch:
-                    message = record.message
-                    message.incref(1)
-                    self.track_message(message)
+                    track(record.message)
                 await sink(batch)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
