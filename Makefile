@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # every target below does when the set of sources changed.
 SOURCES_LIST := $(VENV)/.sources
 
-.PHONY: install sync tools test unit integration lint schemas demo stack bench clean
+.PHONY: install sync tools test unit integration lint schemas demo stack bench chaos clean
 
 install: $(VENV)/.installed sync
 
@@ -86,6 +86,12 @@ stack: install
 # make bench ARGS=--quick: a 2-minute smoke run; ARGS=--skip-worker: the engine only.
 bench: install
 	$(BIN)/python -m bench.run $(ARGS)
+
+# make chaos: the fault matrix on the local stack (~10 minutes; ARGS=--quick for ~2 minutes
+# per scenario's smaller bank, ARGS="--only 1,4"). Not part of `make test`; its bounded
+# forms are tests/integration/test_chaos.py. Exits 1 when a scenario fails.
+chaos: install
+	$(BIN)/python -m bench.chaos $(ARGS)
 
 clean:
 	rm -rf build .mypy_cache .pytest_cache .ruff_cache

@@ -17,7 +17,6 @@ with ``Model.model_validate``.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from datetime import date
@@ -582,19 +581,18 @@ class NotJsonError(ValueError):
     """Text that is not JSON (``NaN`` and ``Infinity`` included)."""
 
 
-def _refuse_constant(name: str) -> Any:
-    raise NotJsonError(f"{name} is not JSON")
-
-
 def load_exact(text: str | bytes) -> Any:
     """Parse JSON keeping numbers exact: integers as int, others as Decimal.
 
     Validate the result with ``Model.model_validate`` to check money exactly.
-    Raises NotJsonError for text that is not JSON.
+    Raises NotJsonError for text that is not JSON. The parser is the engine's own
+    (`tierstream.engine.jsonio.loads`): one reading of what is JSON.
     """
+    from ..engine.jsonio import NotJson, loads
+
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
-    except NotJsonError:
-        raise
-    except (ValueError, RecursionError) as exc:
+        return loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except UnicodeDecodeError as exc:
+        raise NotJsonError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    except NotJson as exc:
         raise NotJsonError(str(exc)) from None

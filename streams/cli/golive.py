@@ -108,6 +108,8 @@ def bootstrap(
         fail(str(exc))
     except ValueError as exc:  # snapshot, export and cut-over refusals: nothing was written
         fail(str(exc))
+    for warning in summary.warnings:
+        err.print(warning, highlight=False, soft_wrap=True)
     tiers = ", ".join(f"{t} {summary.tiers.get(t, 0):,}" for t in loaded.tier_ids)
     read = ", ".join(f"{name} {n:,}" for name, n in summary.rows_read.items())
     err.print(

@@ -106,6 +106,8 @@ def _start_from(engine: Any, rules: Rules, directory: Path, as_of: str | None) -
 
     try:
         source = open_source(directory, rules, as_of)
+        for warning in source.warnings:
+            err.print(warning, highlight=False, soft_wrap=True)
         n = start_engine(engine, source)
     except ValueError as exc:
         fail(str(exc))

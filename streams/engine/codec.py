@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from .ledger import Customer, SeriesSpec
+from .ledger import Customer, Seen, SeriesSpec
 
 FORMAT = 3  # 3 added segments, 2 churn_risk; 1 and 2 are still read
 
@@ -102,7 +102,7 @@ def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
         ser.sums = sums
     c.opp_last = {k: v for k, v in opp_last}
     c.churn_last = {k: v for k, v in churn_last}
-    c.seen = {k: v for k, v in seen}
+    c.seen = Seen(seen)
     c.churn_risk = bool(doc[15]) if len(doc) > 15 else False  # format 1 had no churn_risk
     c.segments = doc[16] if len(doc) > 16 else None  # formats 1 and 2 had no segments
     return c

@@ -219,7 +219,38 @@ class Decoder:
             return self._profile(value)
         raise _violation(f"{topic!r} is not an input topic ({', '.join(INPUT_TOPICS)})")
 
+    # The fast paths below accept only a record every check passes, and build exactly
+    # what the checked path builds; anything else (an error, a currency, a JSON number)
+    # goes through the checked path, which alone decides the error and its order.
     def _balance(self, value: dict[str, Any]) -> Balance:
+        get = value.get
+        event_id, customer_id, account_id = get("event_id"), get("customer_id"), get("account_id")
+        product, raw, ts_text = get("product"), get("balance"), get("ts")
+        if (
+            type(event_id) is str
+            and type(customer_id) is str
+            and type(account_id) is str
+            and type(ts_text) is str
+            and type(raw) is str
+            and type(product) is str
+            and product in PRODUCTS
+            and 1 <= len(event_id) <= 128
+            and event_id.isprintable()
+            and customer_id
+            and customer_id.isprintable()
+            and get("currency", "CNY") == "CNY"
+        ):
+            try:
+                ts, fen = parse_instant(ts_text), text_to_fen(raw)
+            except (TimestampError, AmountError):
+                pass
+            else:
+                liability = product in LIABILITY_PRODUCTS
+                if not (liability and fen < 0):
+                    return Balance(event_id, customer_id, ts, account_id, fen, liability, product)
+        return self._balance_checked(value)
+
+    def _balance_checked(self, value: dict[str, Any]) -> Balance:
         event_id, customer_id = _check_ids(value)
         account_id = _string(value, "account_id")
         product = _string(value, "product")
@@ -238,6 +269,53 @@ class Decoder:
         )
 
     def _transaction(self, value: dict[str, Any]) -> Transaction:
+        get = value.get
+        event_id, customer_id, account_id = get("event_id"), get("customer_id"), get("account_id")
+        raw, direction, channel, ts_text = get("amount"), get("direction"), get("channel"), get("ts")
+        counterparty, raw_after, product = get("counterparty_bank"), get("balance_after"), get("product")
+        if (
+            type(event_id) is str
+            and type(customer_id) is str
+            and type(account_id) is str
+            and type(ts_text) is str
+            and type(raw) is str
+            and type(direction) is str
+            and type(channel) is str
+            and direction in DIRECTIONS
+            and channel in CHANNELS
+            and 1 <= len(event_id) <= 128
+            and event_id.isprintable()
+            and customer_id
+            and customer_id.isprintable()
+            and (type(counterparty) is str or "counterparty_bank" not in value)
+            and (type(raw_after) is str or "balance_after" not in value)
+            and ((type(product) is str and product in PRODUCTS) or "product" not in value)
+            and get("currency", "CNY") == "CNY"
+        ):
+            try:
+                ts, fen = parse_instant(ts_text), text_to_fen(raw)
+                after = None if raw_after is None else text_to_fen(raw_after)
+            except (TimestampError, AmountError):
+                pass
+            else:
+                liability = product in LIABILITY_PRODUCTS
+                if fen > 0 and not (liability and after is not None and after < 0):
+                    return Transaction(
+                        event_id,
+                        customer_id,
+                        ts,
+                        account_id,
+                        fen,
+                        direction == "debit",
+                        channel,
+                        counterparty,
+                        after,
+                        liability,
+                        product,
+                    )
+        return self._transaction_checked(value)
+
+    def _transaction_checked(self, value: dict[str, Any]) -> Transaction:
         event_id, customer_id = _check_ids(value)
         account_id = _string(value, "account_id")
         raw_amount = _money_shape(value, "amount", True)

@@ -62,12 +62,22 @@ def loads(text: str) -> Any:
 
 
 def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
+    """Whether orjson gave a float anywhere (it returns exact builtin types only, so
+    `type(...) is` is exact; one loop per container, recursion only into containers:
+    this runs on every input line)."""
+    kind = type(value)
+    if kind is float:
         return True
-    if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_float(v) for v in value)
+    if kind is dict:
+        items = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return False
+    for v in items:
+        kind = type(v)
+        if kind is float or ((kind is dict or kind is list) and _has_float(v)):
+            return True
     return False
 
 

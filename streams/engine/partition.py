@@ -193,7 +193,7 @@ class PartitionEngine:
             customers[cid] = c
         elif c.day < target:
             self.catch_up(cid, c, target, out)
-        c.seen[fp] = day
+        c.seen.add(fp, day)
         if isinstance(event, d.Balance):
             ledger.observe(c, event.account_id, day, ts, event.event_id, event.fen, event.liability)
         elif isinstance(event, d.Transaction):

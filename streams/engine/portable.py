@@ -18,7 +18,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ledger import Customer, Ledger
+from .ledger import Customer, Ledger, Seen
 from .rules import SEGMENT_NAMES
 
 #: The event id a snapshot row stands as: above every printable id, so "at an equal
@@ -85,7 +85,7 @@ def to_record(customer_id: str, c: Customer, ledger: Ledger, tier_ids: tuple[str
         series=series,
         opportunities={tier_ids[t]: day for t, day in c.opp_last.items()},
         warnings=dict(c.churn_last),
-        seen=dict(c.seen),
+        seen=dict(c.seen.items()),
         segments={n: v for n, v in zip(SEGMENT_NAMES, c.segments or (), strict=False) if v is not None},
     )
 
@@ -124,7 +124,7 @@ def seed(record: CustomerRecord, ledger: Ledger, tier_ids: tuple[str, ...]) -> C
         ser.sums = [window_sum(tail, n, day, record.first_day, spec.carry) for n in spec.windows]
     c.opp_last = {index[t]: d for t, d in record.opportunities.items() if t in index}
     c.churn_last = dict(record.warnings)
-    c.seen = dict(record.seen)
+    c.seen = Seen(record.seen.items())
     if record.segments:
         c.segments = [record.segments.get(name) for name in SEGMENT_NAMES]
     return c

@@ -59,6 +59,7 @@ class Summary:
     clock: str = ""
     offsets: dict[str, dict[int, int]] = field(default_factory=dict)  # topic -> partition -> first to consume
     retiered: int = 0  # customers whose exported tier the ladder no longer has
+    warnings: list[str] = field(default_factory=list)  # the snapshot's, one line each
 
 
 Progress = Callable[[str, int, int | None], None]  # (phase, done, total)
@@ -316,6 +317,7 @@ def bootstrap(
     with tempfile.TemporaryDirectory(prefix="tierstream-bootstrap-") as tmp:
         staging = Path(tmp) / "states.bin"
         summary, parts = stage(settings, rules, source, progress, staging)
+        summary.warnings = list(source.warnings)
         summary.clock = PartitionEngine(rules).calendar.isoformat(source.clock)
         asyncio.run(write_tables(settings, rules, staging, parts, offsets, from_us, summary, progress))
     summary.seconds = time.monotonic() - started

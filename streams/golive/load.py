@@ -4,7 +4,7 @@ and give its customer records with the partition clock they start from."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.evaluate import series_specs
@@ -31,6 +31,8 @@ class Source:
     clocks: dict[int | None, int]
     records: Iterator[tuple[int | None, CustomerRecord]]
     manifest: statefile.Manifest | None = None
+    #: one line each, for the command to print (e.g. a history that may be cut short)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def clock(self) -> int:
@@ -77,6 +79,7 @@ def open_source(directory: Path, rules: Rules, as_of: str | None) -> Source:
         dict(snap.rows),
         {None: end},
         ((None, r) for r in snap.records()),
+        warnings=list(snap.warnings),
     )
 
 

@@ -106,6 +106,8 @@ class WarehouseSnapshot:
     paths: dict[str, Path]
     rows: dict[str, int] = field(default_factory=dict)
     columns: dict[str, set[str]] = field(default_factory=dict)
+    #: what looks wrong but may be right (one line each); the commands print them
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def customers(self) -> int:
@@ -452,9 +454,10 @@ def history_days(rules: Rules) -> int:
 
 
 def _check_history(snap: WarehouseSnapshot) -> None:
-    """Refuse a window longer than the history given: a customer seen before the first
-    day a window needs, while neither balances nor activity reach back that far (a
-    customer seen later may well have had no rows before its first one)."""
+    """Warn when a window reaches back before every row of the snapshot while a customer
+    was seen that early: the export may have been cut short (the days before its first
+    row would count as 0), or nothing happened that early (a customer first seen through
+    a profile, a young bank); the files cannot tell which, so it is a warning."""
     specs = series_specs(snap.rules)
     longest = max((w for s in specs for w in s.windows), default=1)
     need_from = snap.as_of - longest + 1
@@ -471,11 +474,12 @@ def _check_history(snap: WarehouseSnapshot) -> None:
     ).fetchall()
     if early:
         rn, cid, seen = early[0]
-        raise SnapshotError(
-            f"{snap.directory}: the rules read {longest}-day windows, so history must start by "
+        snap.warnings.append(
+            f"{snap.directory}: warning: the rules read {longest}-day windows, so history should start by "
             f"{Calendar.day_text(need_from)}, but balances and activity start on {Calendar.day_text(start)} "
             f"while customer {cid!r} was first seen {seen} ({_where(snap.paths['customers'], rn)}); "
-            f"export {longest} days of history plus the last balance before them"
+            f"the days before count as 0. If the export was cut short, export {longest} days of history "
+            "plus the last balance before them"
         )
 
 

@@ -252,9 +252,14 @@ def redis_binary() -> str:
 
 # --- servers ----------------------------------------------------------------------------------
 def start_broker(
-    workdir: Path, port: int | None = None, timeout: float = START_TIMEOUT, new_session: bool = False
+    workdir: Path,
+    port: int | None = None,
+    timeout: float = START_TIMEOUT,
+    new_session: bool = False,
+    advertised_port: int | None = None,
 ) -> Proc:
-    """A memory-only Tansu broker on 127.0.0.1, ready when its port accepts connections."""
+    """A memory-only Tansu broker on 127.0.0.1, ready when its port accepts connections.
+    `advertised_port`: the port clients are told to use (a proxy in front of it)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     listener = f"tcp://{HOST}:{port}"
@@ -264,7 +269,7 @@ def start_broker(
         "--listener-url",
         listener,
         "--advertised-listener-url",
-        listener,
+        f"tcp://{HOST}:{advertised_port or port}",
         "--storage-engine",
         "memory://tansu/",
     ]

@@ -2,6 +2,8 @@
 
     python tests/integration/tls_proxy.py --listen 9093 --upstream 9092 --cert server.pem --key server.key
 
+Without --cert/--key it pipes plain TCP: `make chaos` closes a broker's port by killing it.
+
 Runs until SIGTERM (a child process of tests/integration/tls.py's TlsBroker).
 """
 
@@ -31,11 +33,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--listen", type=int, required=True)
     parser.add_argument("--upstream", type=int, required=True)
-    parser.add_argument("--cert", required=True)
-    parser.add_argument("--key", required=True)
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
     args = parser.parse_args()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(args.cert, args.key)
+    context = None
+    if args.cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
 
     async def serve(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:

@@ -71,10 +71,11 @@ class WorkerProcess:
         log: Path,
         create_inputs: bool = True,
         args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         if create_inputs:
             asyncio.run(ensure_topics(settings, settings.input_topics, settings.partitions))
-        env = worker_env(settings, rules)
+        env = {**worker_env(settings, rules), **(env or {})}
         self.port = settings.web_port
         self.log = log
         self.sink = log.open("ab")

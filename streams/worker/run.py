@@ -48,6 +48,26 @@ def stored_partitions(settings: Settings, app: faust.App) -> tuple[Path, set[int
     return tabledir.absolute(), numbers
 
 
+def store_refusal(settings: Settings, tabledir: Path) -> str | None:
+    """Why the RocksDB store cannot be written, in one line; None when it can (or is memory).
+    Faust would otherwise crash with a traceback after joining the group, once per partition."""
+    if not settings.store.startswith("rocksdb:"):
+        return None
+    for directory in [tabledir, *sorted(tabledir.glob(f"{CUSTOMERS_TABLE}-*.db"))]:
+        probe = directory / ".tierstream-write-check"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            return (
+                f"the local table store {directory} is not writable ({exc.strerror or exc}): make it "
+                "writable by this user, or point TIERSTREAM_STORE elsewhere (tables are rebuilt from "
+                "the changelog)"
+            )
+    return None
+
+
 async def preflight(
     settings: Settings, stored: set[int], tabledir: Path
 ) -> tuple[dict[str, TopicFacts], Verdict]:
@@ -97,6 +117,9 @@ def run_worker(settings: Settings, rules: Rules, loglevel: str = "WARNING") -> N
     asyncio.set_event_loop(loop)
     app, _ = build(settings, rules)
     tabledir, stored = stored_partitions(settings, app)
+    refusal = store_refusal(settings, tabledir)
+    if refusal is not None:
+        raise TopicsRefused([refusal])
     found, verdict = loop.run_until_complete(preflight(settings, stored, tabledir))
     lines = [(logging.INFO, startup_line(settings, rules, found))]
     if verdict.create:

@@ -8,7 +8,7 @@ caller's job (`compat.routed_to`).
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,18 +80,28 @@ class CustomerStore(MutableMapping[str, Customer]):
                 del self.loaded[cid]
         return changed
 
-    def load_ids(self, partition: int, tier_ids: tuple[str, ...]) -> StoredCounts:
+    def load_ids(
+        self,
+        partition: int,
+        tier_ids: tuple[str, ...],
+        each: Callable[[str, Customer], None] | None = None,
+    ) -> StoredCounts:
         """Customer ids of this partition (the table keys whose state says so), and the
         customers per tier and per segment value counted from those states: a crash between
         a commit's state writes and its marker leaves states the marker's counts do not
-        include (their records come back as duplicates, so nothing would count them again)."""
+        include (their records come back as duplicates, so nothing would count them again).
+        `each` sees every decoded state (the worker serves them to Redis again: a crash
+        before a commit's Redis write would leave them stale for good)."""
         counts = StoredCounts()
         for key, raw in self.table.items():
             if key.startswith(MARKER_PREFIX) or raw is None:
                 continue
             if codec.partition_of(raw) == partition:
-                self.ids.add(key.decode("utf-8"))
+                cid = key.decode("utf-8")
+                self.ids.add(cid)
                 c = codec.decode(raw, self.specs)
+                if each is not None:
+                    each(cid, c)
                 counts.tiers[tier_ids[c.tier]] += 1
                 for name, value in zip(SEGMENT_NAMES, c.segments or (), strict=False):
                     if value:

@@ -142,12 +142,12 @@ class Worker:
                         "rules (docs/going-live.md, 'a ladder change'), or run the rules the table was "
                         "written with."
                     )
-                stored = store.load_ids(number, self.rules.tier_ids)
+                serve = self.serving.note_customers
+                stored = store.load_ids(number, self.rules.tier_ids, lambda cid, c: serve(engine, [(cid, c)]))
                 if dict(stored.tiers) != {t: n for t, n in part.tier_counts.items() if n}:
                     part.tier_counts = dict(stored.tiers)
-                    self.checkpoint.moved[number] = (
-                        part  # the next commit writes the marker and Redis's counts
-                    )
+                    self.checkpoint.moved[number] = part  # the next commit writes the marker
+                self.serving.note_counts(number, part.tier_counts)
                 part.segment_counts = stored.segments
             # What the marker lists was finished (by us before a rebalance, or by the
             # previous owner): lag counts from there, also when nothing new arrives.

@@ -125,12 +125,17 @@ def test_each_bad_snapshot_is_refused_naming_file_row_and_column(
     assert "\n" not in message
 
 
-def test_a_window_longer_than_the_history_given_is_refused(tmp_path: Path) -> None:
+def test_a_window_longer_than_the_history_given_is_a_warning(tmp_path: Path) -> None:
+    """Rows that all start after a window's first day, with a customer seen before it: the
+    export may be cut short, or nothing happened that early; the files cannot tell."""
     old = GOOD["customers"].replace("C2,2026-03-30", "C2,2025-01-01")
-    with pytest.raises(
-        SnapshotError, match="the rules read 365-day windows, so history must start by 2025-04-01"
-    ):
-        open_source(write(tmp_path, customers=old, cooldowns=None), load_rules("ccb"), AS_OF)
+    source = open_source(write(tmp_path, customers=old, cooldowns=None), load_rules("ccb"), AS_OF)
+    (warning,) = source.warnings
+    assert "the rules read 365-day windows, so history should start by 2025-04-01" in warning
+    assert "customers.csv:3" in warning and "\n" not in warning
+    assert source.customers == 2  # it goes on: the days before count as 0
+    (tmp_path / "b").mkdir()
+    assert not open_source(write(tmp_path / "b"), load_rules("cmb"), AS_OF).warnings
 
 
 def test_a_warehouse_snapshot_needs_its_day(tmp_path: Path) -> None:
