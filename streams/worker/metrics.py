@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..engine.partition import APPLIED, DEAD_LETTER, DUPLICATE
+
 #: Every metric name the worker exports (the Grafana dashboard test checks against it).
 METRIC_NAMES = (
     "tierstream_consumer_lag",
@@ -55,6 +57,11 @@ class WorkerMetrics:
         self.records = Counter(
             "tierstream_records", "Consumed input records by outcome", ["outcome"], registry=r
         )
+        # Each outcome is exported from the start: a series born at its first increment
+        # hides that increment from rate(), and a catch-up can apply thousands of records
+        # between two scrapes.
+        for outcome in (APPLIED, DUPLICATE, DEAD_LETTER):
+            self.records.labels(outcome=outcome)
         self.outputs = Counter("tierstream_outputs", "Output records by type", ["type"], registry=r)
         self.latency = Histogram(
             "tierstream_event_to_output_seconds",

@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -51,6 +52,24 @@ from .web import Pages
 
 log = logging.getLogger("tierstream.worker")
 lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
+
+
+async def to_the_end(work: Awaitable[None]) -> None:
+    """Run `work` to its end even when cancelled meanwhile, then pass the cancellation on.
+
+    Faust cancels its fetcher at shutdown, then waits for it (cancelling it again every
+    second) before it stops the producer: a batch's outputs are sent whole, and never to
+    a closed producer (asyncio.shield alone left the batch running past that stop)."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not task.done()
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 class Worker:
@@ -191,13 +210,11 @@ class Worker:
 
     async def _take(self, records: list[Delivered]) -> None:
         """The input records of one fetch, applied at once (a fetch comes at most once per
-        fetch wait, so this does not spin; the merge tick would add up to 50 ms). Shielded:
-        Faust cancels its fetcher at shutdown, and a batch is applied and its outputs sent
-        whole."""
+        fetch wait, so this does not spin; the merge tick would add up to 50 ms)."""
         for record in records:
             self._admit(record)
         if self.arrived:
-            await asyncio.shield(self.pump())
+            await to_the_end(self.pump())
 
     def _admit(self, event: Any) -> None:
         msg = event.message
@@ -220,6 +237,8 @@ class Worker:
             await self._tick_merge()
 
     async def _tick_merge(self) -> None:
+        if self.app.should_stop:
+            return  # the producer stops soon after: what is not committed is redelivered
         if self.buffered:
             await self.pump()
         if self.checkpoint.pending:
@@ -269,7 +288,7 @@ class Worker:
             settings = self.settings
             idle = settings.merge_idle_ms / 1000
             checkpoint = self.checkpoint
-            while True:
+            while not self.app.should_stop:  # stopping: the rest stays unacked, redelivered
                 now = time.monotonic()
                 work = []
                 released = 0
