@@ -56,15 +56,15 @@ def lag(high: int, acked: int) -> int:
     return max(0, high - (acked + 1))
 
 
-def tables_recovered(app: Any) -> bool:
+def tables_recovered(app: Any, rebalancing: bool) -> bool:
     """The tables of the current assignment are recovered. Faust sets
     `recovery.completed` after the first recovery and never clears it, so after a later
     rebalance it says nothing about partitions still being read from the changelog;
-    `app.rebalancing` is set from the revocation until that rebalance's recovery ended.
-    (Reading a partition's marker mid-recovery gave it a stale clock and offsets: chaos
-    scenario 1's divergence after a restart whose dead predecessor's partitions came
-    later.)"""
-    return bool(app.tables.recovery.completed.is_set() and not app.rebalancing)
+    `rebalancing` is the worker's own flag, set at each revocation (and at start) and
+    cleared by Faust's `on_rebalance_complete` (sent once recovery is done, before the
+    streams resume). Reading a partition's marker mid-recovery gave it a stale clock
+    and offsets (docs/decisions.md 68)."""
+    return bool(app.tables.recovery.completed.is_set() and not rebalancing)
 
 
 class Pages:
@@ -102,7 +102,7 @@ class Pages:
         return assigned
 
     def recovered(self) -> bool:
-        return tables_recovered(self.app)
+        return tables_recovered(self.app, self.worker.rebalancing)
 
     async def ready_page(self, request: Any) -> Any:
         web = self.app.web

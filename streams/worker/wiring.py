@@ -104,6 +104,8 @@ class Worker:
         self.checkpoint = Checkpoint(self._snapshot, self._send_state, self._send_markers)
         self.routing = RoutingCheck(settings.partitions, settings.partitioner)
         self.misrouting_told = False
+        #: from a revocation until Faust says that rebalance's tables are recovered
+        self.rebalancing = True
         #: partitions already warned about for a long wait on a never-fetched topic
         self.unfetched_told: set[int] = set()
         #: partition -> (topic, since): waits for a first fetch under way
@@ -123,9 +125,11 @@ class Worker:
         signals: Any = app  # Faust's stubs want plain signals
         signals.on_partitions_revoked.connect(self._on_revoked)
         signals.on_partitions_assigned.connect(self._on_assigned)
+        signals.on_rebalance_complete.connect(self._on_rebalance_complete)
         app.task(self.serving.run)
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        self.rebalancing = True
         async with self.lock:
             await self.checkpoint.commit()  # what was applied is written before another worker takes it
             await self.checkpoint.wait()
@@ -135,7 +139,12 @@ class Worker:
                     self.buffered -= sum(len(q) for q in part.queues.values())
             self.ready = False
 
+    async def _on_rebalance_complete(self, sender: Any, **kwargs: Any) -> None:
+        self.rebalancing = False  # Faust sends it once the tables are recovered
+
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        # (not `rebalancing = True` here: Faust sends this after starting the recovery,
+        # which may already have completed; the revocation before it set the flag)
         lifecycle.info(assigned_line(self.settings, ((tp.topic, tp.partition) for tp in assigned)))
         if not tune_fetch(self.app.consumer, self.settings.fetch_max_wait_ms):  # pragma: no cover
             log.warning("cannot set fetch_max_wait_ms: Faust's consumer has changed")

@@ -41,11 +41,9 @@ def test_tables_count_as_recovered_only_between_rebalances(
     completed: bool, rebalancing: bool, expected: bool
 ) -> None:
     """Faust never clears `recovery.completed`: a later rebalance's recovery is told by
-    `app.rebalancing` (reading a marker then gave a partition a stale clock)."""
+    the worker's own flag (reading a marker then gave a partition a stale clock)."""
     event = asyncio.Event()
     if completed:
         event.set()
-    app = SimpleNamespace(
-        tables=SimpleNamespace(recovery=SimpleNamespace(completed=event)), rebalancing=rebalancing
-    )
-    assert tables_recovered(app) is expected
+    app = SimpleNamespace(tables=SimpleNamespace(recovery=SimpleNamespace(completed=event)))
+    assert tables_recovered(app, rebalancing) is expected
