@@ -18,6 +18,7 @@ it exact is in the modules it wires:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -137,6 +138,11 @@ class Worker:
                 part = self.partitions.pop(tp.partition, None)
                 if part is not None:
                     self.buffered -= sum(len(q) for q in part.queues.values())
+                if tp.topic in self.topic_index:
+                    # its lag is the new owner's to report: a stale figure here would read
+                    # as a stalled worker (TierstreamStalled)
+                    with contextlib.suppress(KeyError):
+                        self.metrics.lag.remove(tp.topic, str(tp.partition))
             self.ready = False
 
     async def _on_rebalance_complete(self, sender: Any, **kwargs: Any) -> None:
