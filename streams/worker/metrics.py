@@ -84,6 +84,11 @@ class WorkerMetrics:
             ["topic"],
             registry=r,
         )
+        self.dropped_in_rebalance = Counter(
+            "tierstream_rebalance_dropped_records",
+            "Records fetched before a revocation and left unacked (their partition's owner reads them again)",
+            registry=r,
+        )
         self.customers = Gauge(
             "tierstream_customers", "Customers by tier on this worker's partitions", ["tier"], registry=r
         )

@@ -241,6 +241,14 @@ class Worker:
 
     def _admit(self, event: Any) -> None:
         msg = event.message
+        if self.rebalancing:
+            # Fetched before a revocation (Faust still hands over what it had): admitting
+            # it would load its partition again from the table after `_on_revoked` dropped
+            # it, and this worker would write state and markers for a partition another
+            # worker now owns. Not acked, so its new owner (maybe us) reads it again from
+            # the committed offset.
+            self.metrics.dropped_in_rebalance.inc()
+            return
         part = self.partition(msg.partition)
         if not merge.admit(part, msg.topic, msg.offset):
             event.ack()  # applied before a restart: the marker says so
