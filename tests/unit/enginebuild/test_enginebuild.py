@@ -152,10 +152,3 @@ def test_simulate_says_which_engine_ran(mode: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     expected = "engine: compiled (mypyc" if mode == "auto" and fresh else "engine: pure Python ("
     assert expected in done.stderr
-
-
-def test_the_worker_exports_its_engine_build() -> None:
-    from tierstream.worker.metrics import WorkerMetrics
-
-    text = WorkerMetrics().render()[0].decode()
-    assert f'tierstream_engine_build_info{{build="{enginebuild.current().name}"}} 1.0' in text
