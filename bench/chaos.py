@@ -514,9 +514,10 @@ def rebalance_storm(lab: Lab, out: Outcome) -> None:
                 # Ready, partitions assigned, lag above 0, nothing consumed: a stall (seen after
                 # a restart amid rebalances; docs/decisions.md). Killed like the others, so
                 # the rest of the storm and the checks still run.
+                doc = ready_state(victim) or {}
                 out.problems.append(
                     f"a restarted worker owned partitions (lag {victim.lag() or 0:.0f}) and consumed nothing "
-                    f"for {STALL_SECONDS:.0f} s ({victim.log.name})"
+                    f"for {STALL_SECONDS:.0f} s ({victim.log.name}; merge: {json.dumps(doc.get('merge'))})"
                 )
             time.sleep(lab.rng.uniform(0.0, 2.0))
             run.kill(victim)

@@ -62,7 +62,10 @@ class Settings(BaseSettings):
     )
     # -- tuning
     merge_idle_ms: int = Field(
-        2000, ge=0, description="how long a partition waits for a never-fetched input topic before going on"
+        0,
+        ge=0,
+        description="how long a caught-up input topic-partition holds the others back for records not "
+        "yet produced (Kafka Streams' max.task.idle.ms); one never fetched is always waited for",
     )
     batch_size: int = Field(
         2000, ge=1, description="records per partition applied per state write and send batch"

@@ -184,7 +184,11 @@ class PartitionEngine:
         customers = self.customers
         c = customers.get(cid)
         fp = fingerprint(event.event_id)
-        if c is not None and fp in c.seen:
+        # A record older than its customer's own lateness horizon that the partition
+        # clock still lets in: only after a crash that wrote the customer's state ahead
+        # of the partition marker. It was applied before the crash (later records that
+        # old were too late), and its fingerprint may already be forgotten.
+        if c is not None and (fp in c.seen or c.day - day > lateness):
             self.outcomes[DUPLICATE] += 1
             if self.duplicates_move_clock:
                 self._move_clock(ts, day, out)

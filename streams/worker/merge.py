@@ -2,10 +2,13 @@
 
 Records of partition p of the three input topics are buffered and released in
 record-timestamp order (the emission order: `replay` stamps records so). A
-topic-partition with nothing buffered holds the others back until it is drained to
-its high watermark or `merge_idle_ms` has passed, as Kafka Streams'
-`max.task.idle.ms` does. So a backlog is applied in the order `simulate` reads the
-file, whatever order the consumer fetched it in.
+topic-partition with nothing buffered holds the others back until it is known to be
+drained to its high watermark: one never fetched yet is always waited for, since its
+records may already be on the broker (Kafka Streams' `max.task.idle.ms` >= 0 "does
+wait to fetch data that is already present on the brokers"). A drained one holds the
+others back for `merge_idle_ms` more (0 by default: records not yet produced are not
+waited for). So a backlog is applied in the order `simulate` reads the file,
+whatever order the consumer fetched it in, also right after a restart.
 
 A record is anything with `.message.topic`, `.message.offset` and
 `.message.timestamp` (a Faust event in the worker, a stub in the tests).
@@ -26,6 +29,8 @@ class MergeState(Protocol):
 
     queues: dict[str, deque[Any]]
     waiting_since: float | None
+    #: the first topic waited for because it was never fetched (None: not waiting so)
+    unfetched: str | None
     applied: dict[str, int]
     received: dict[str, int]
 
@@ -52,26 +57,48 @@ def release(
     """Records of one partition in merge order, as far as it is safe to go.
 
     `order` ranks the topics (balances, transactions, profiles) for records of equal
-    timestamps; `idle` is how long (seconds) to wait for a topic-partition nothing is
-    known of before going on without it."""
+    timestamps; `idle` is how long (seconds) a drained, empty topic-partition holds the
+    others back for records not yet produced (Kafka Streams' `max.task.idle.ms`)."""
     out: list[Any] = []
     queues = part.queues
     while len(out) < limit:
         heads = [(q[0].message.timestamp, order[t], t) for t, q in queues.items() if q]
         if not heads:
             part.waiting_since = None
+            part.unfetched = None
             break
-        states = [drained(part, t, highwater(t)) for t, q in queues.items() if not q]
-        if False in states:
+        states = {t: drained(part, t, highwater(t)) for t, q in queues.items() if not q}
+        if False in states.values():
+            part.unfetched = part.waiting_since = None
             break  # records of an empty queue are known to be coming: never go ahead of them
-        if None in states:
-            # Nothing known yet about a topic-partition (not fetched): wait a bounded time,
-            # as Kafka Streams' max.task.idle.ms, then go on.
+        if None in states.values():
+            # Records of a topic-partition never fetched may already be on the broker:
+            # wait for its first fetch, however long (the worker warns past a while).
+            if part.unfetched is None:
+                part.unfetched = next(t for t, s in states.items() if s is None)
+                part.waiting_since = now
+            break
+        part.unfetched = None
+        if states and idle > 0:
             if part.waiting_since is None:
                 part.waiting_since = now
             if now - part.waiting_since < idle:
                 break
-        part.waiting_since = None
+            # waited long enough: go on with what is here until every topic has records again
+        else:
+            part.waiting_since = None
         _, _, topic = min(heads)
         out.append(queues[topic].popleft())
     return out
+
+
+def describe(part: MergeState, highwater: HighWater) -> dict[str, Any]:
+    """What the merge holds for one partition and what it waits for (`/ready`'s `merge`):
+    a stalled partition says why, a topic never fetched or records known to be pending."""
+    return {
+        "buffered": {t: len(q) for t, q in part.queues.items()},
+        "received": dict(part.received),
+        "applied": dict(part.applied),
+        "high": {t: highwater(t) for t in part.queues},
+        "waiting_for_first_fetch": part.unfetched,
+    }

@@ -124,6 +124,8 @@ class Partition:
     store: CustomerStore
     queues: dict[str, deque[Any]] = field(default_factory=dict)
     waiting_since: float | None = None
+    #: an input topic waited for because it was never fetched (see merge.release)
+    unfetched: str | None = None
     #: highest applied offset per input topic (from the marker after a restart)
     applied: dict[str, int] = field(default_factory=dict)
     #: highest offset received per input topic (for drain checks)

@@ -16,6 +16,7 @@ from faust.types import TP
 
 from ..serving import customer_fields
 from ..tools.explain import explain
+from . import merge
 
 if TYPE_CHECKING:
     from .wiring import Worker
@@ -55,6 +56,17 @@ def lag(high: int, acked: int) -> int:
     return max(0, high - (acked + 1))
 
 
+def tables_recovered(app: Any, rebalancing: bool) -> bool:
+    """The tables of the current assignment are recovered. Faust sets
+    `recovery.completed` after the first recovery and never clears it, so after a later
+    rebalance it says nothing about partitions still being read from the changelog;
+    `rebalancing` is the worker's own flag, set at each revocation (and at start) and
+    cleared by Faust's `on_rebalance_complete` (sent once recovery is done, before the
+    streams resume). Reading a partition's marker mid-recovery gave it a stale clock
+    and offsets (docs/decisions.md 68)."""
+    return bool(app.tables.recovery.completed.is_set() and not rebalancing)
+
+
 class Pages:
     """The pages of one worker."""
 
@@ -90,8 +102,7 @@ class Pages:
         return assigned
 
     def recovered(self) -> bool:
-        tables: Any = self.app.tables
-        return bool(tables.recovery.completed.is_set())
+        return tables_recovered(self.app, self.worker.rebalancing)
 
     async def ready_page(self, request: Any) -> Any:
         web = self.app.web
@@ -99,8 +110,17 @@ class Pages:
         recovered = self.recovered()
         ok = bool(self.worker.ready and assigned and recovered)
         return web.json(
-            {"ready": ok, "assigned": len(assigned), "recovered": recovered}, status=200 if ok else 503
+            {"ready": ok, "assigned": len(assigned), "recovered": recovered, "merge": self.merge_state()},
+            status=200 if ok else 503,
         )
+
+    def merge_state(self) -> dict[str, Any]:
+        """Per partition held: what the merge buffers and what it waits for."""
+        worker = self.worker
+        return {
+            str(number): merge.describe(part, worker.highwater_of(number))
+            for number, part in sorted(worker.partitions.items())
+        }
 
     async def customer_view(self, view: Any, request: Any, customer_id: str) -> Any:
         """GET /customers/{id}: tier, segments and metrics, from this worker's table."""

@@ -18,6 +18,7 @@ it exact is in the modules it wires:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -50,6 +51,8 @@ from .store import CustomerStore, Partition, ShapeMismatch, load_marker, marker_
 from .web import Pages
 
 log = logging.getLogger("tierstream.worker")
+#: how long a partition may wait for a never-fetched topic-partition before a warning
+UNFETCHED_WARNING_SECONDS = 30.0
 lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
 
 
@@ -83,6 +86,12 @@ class Worker:
         self.checkpoint = Checkpoint(self._snapshot, self._send_state, self._send_markers)
         self.routing = RoutingCheck(settings.partitions, settings.partitioner)
         self.misrouting_told = False
+        #: from a revocation until Faust says that rebalance's tables are recovered
+        self.rebalancing = True
+        #: partitions already warned about for a long wait on a never-fetched topic
+        self.unfetched_told: set[int] = set()
+        #: partition -> (topic, since): waits for a first fetch under way
+        self.unfetched_waits: dict[int, tuple[str, float]] = {}
 
     # ------------------------------------------------------------------ wiring
     def install(self) -> None:
@@ -94,9 +103,11 @@ class Worker:
         signals: Any = app  # Faust's stubs want plain signals
         signals.on_partitions_revoked.connect(self._on_revoked)
         signals.on_partitions_assigned.connect(self._on_assigned)
+        signals.on_rebalance_complete.connect(self._on_rebalance_complete)
         app.task(self.serving.run)
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        self.rebalancing = True
         async with self.lock:
             await self.checkpoint.commit()  # what was applied is written before another worker takes it
             await self.checkpoint.wait()
@@ -104,9 +115,19 @@ class Worker:
                 part = self.partitions.pop(tp.partition, None)
                 if part is not None:
                     self.buffered -= sum(len(q) for q in part.queues.values())
+                if tp.topic in self.topic_index:
+                    # its lag is the new owner's to report: a stale figure here would read
+                    # as a stalled worker (TierstreamStalled)
+                    with contextlib.suppress(KeyError):
+                        self.metrics.lag.remove(tp.topic, str(tp.partition))
             self.ready = False
 
+    async def _on_rebalance_complete(self, sender: Any, **kwargs: Any) -> None:
+        self.rebalancing = False  # Faust sends it once the tables are recovered
+
     async def _on_assigned(self, sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        # (not `rebalancing = True` here: Faust sends this after starting the recovery,
+        # which may already have completed; the revocation before it set the flag)
         lifecycle.info(assigned_line(self.settings, ((tp.topic, tp.partition) for tp in assigned)))
         if not tune_fetch(self.app.consumer, self.settings.fetch_max_wait_ms):  # pragma: no cover
             log.warning("cannot set fetch_max_wait_ms: Faust's consumer has changed")
@@ -116,6 +137,8 @@ class Worker:
     def partition(self, number: int) -> Partition:
         part = self.partitions.get(number)
         if part is None:
+            if not self.pages.recovered():  # callers wait for recovery: a marker read now is stale
+                log.warning("partition %d loaded while its table is still being recovered", number)
             engine = PartitionEngine(
                 self.rules,
                 now=wall_clock_us,
@@ -205,12 +228,45 @@ class Worker:
     async def _tick_merge(self) -> None:
         if self.buffered:
             await self.pump()
+            self._warn_unfetched(time.monotonic())
         if self.checkpoint.pending:
             async with self.lock:
                 if self.checkpoint.interval_over(self.settings.commit_interval_ms):
                     await self.checkpoint.commit()
         if self.serving.needs_refresh:
             await self.refresh_serving()
+
+    def _warn_unfetched(self, now: float) -> None:
+        """A partition held back by a topic-partition the consumer never fetched: one
+        warning past 30 s (paused, or assigned elsewhere, needs an operator), and a line
+        when a wait of over a second ends (how long restarts hold partitions back)."""
+        for part in self.partitions.values():
+            number = part.number
+            if part.unfetched and part.waiting_since is not None:
+                began = self.unfetched_waits.setdefault(number, (part.unfetched, part.waiting_since))[1]
+                waited = now - began
+                if waited >= UNFETCHED_WARNING_SECONDS and number not in self.unfetched_told:
+                    self.unfetched_told.add(number)
+                    lifecycle.warning(
+                        "partition %d has waited %.0f s for the first fetch of %s[%d]; its records "
+                        "are held so they are applied in timestamp order. Check that this worker "
+                        "is assigned that topic-partition and that it is not paused.",
+                        number,
+                        waited,
+                        part.unfetched,
+                        number,
+                    )
+            elif number in self.unfetched_waits:
+                topic, began = self.unfetched_waits.pop(number)
+                self.unfetched_told.discard(number)
+                if now - began >= 1.0:
+                    lifecycle.info(
+                        "partition %d waited %.1f s for the first fetch of %s[%d]",
+                        number,
+                        now - began,
+                        topic,
+                        number,
+                    )
 
     async def refresh_serving(self) -> None:
         """Re-serve every customer of the assigned partitions (Redis lost its data)."""
@@ -233,7 +289,7 @@ class Worker:
                 self.serving.note_counts(part.number, part.tier_counts)
                 await asyncio.sleep(0)
 
-    def _highwater(self, number: int) -> merge.HighWater:
+    def highwater_of(self, number: int) -> merge.HighWater:
         consumer = self.app.consumer
 
         def high(topic: str) -> int | None:
@@ -258,7 +314,7 @@ class Worker:
                 released = 0
                 for part in list(self.partitions.values()):
                     records = merge.release(
-                        part, self.topic_index, self._highwater(part.number), now, idle, settings.batch_size
+                        part, self.topic_index, self.highwater_of(part.number), now, idle, settings.batch_size
                     )
                     if records:
                         work.append((part, records))

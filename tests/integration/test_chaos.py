@@ -24,21 +24,7 @@ def lab(broker: Proc, tmp_path: Path) -> Lab:
     return Lab(SMALL, seed=15, broker=broker, workdir=tmp_path)
 
 
-@pytest.mark.parametrize(
-    "number",
-    [
-        pytest.param(
-            "1",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="open: a kill -9 restart under CPU contention can diverge (docs/decisions.md 68); "
-                "runs every time, reported, does not block",
-            ),
-        ),
-        "4",
-        "6",
-    ],
-)
+@pytest.mark.parametrize("number", ["1", "4", "6"])
 def test_scenario_passes(lab: Lab, number: str) -> None:
     name, scenario = SCENARIOS[number]
     out = Outcome(name)

@@ -41,7 +41,7 @@ def _alert_names(rules: dict[str, Any]) -> set[str]:
 def test_rules_pass_promtool_check() -> None:
     result = run_promtool("check", "rules", ALERTS)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 6 rules found" in result.stdout
 
 
 def test_prometheus_config_loads_the_rules() -> None:

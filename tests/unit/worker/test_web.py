@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+
 import pytest
 
-from tierstream.worker.web import bearer_refusal, lag
+from tierstream.worker.web import bearer_refusal, lag, tables_recovered
 
 
 @pytest.mark.parametrize(
@@ -28,3 +31,19 @@ def test_bearer_refusal(header: str, token: bytes, status: int | None) -> None:
 )
 def test_lag(high: int, acked: int, expected: int) -> None:
     assert lag(high, acked) == expected
+
+
+@pytest.mark.parametrize(
+    ("completed", "rebalancing", "expected"),
+    [(False, False, False), (True, False, True), (True, True, False), (False, True, False)],
+)
+def test_tables_count_as_recovered_only_between_rebalances(
+    completed: bool, rebalancing: bool, expected: bool
+) -> None:
+    """Faust never clears `recovery.completed`: a later rebalance's recovery is told by
+    the worker's own flag (reading a marker then gave a partition a stale clock)."""
+    event = asyncio.Event()
+    if completed:
+        event.set()
+    app = SimpleNamespace(tables=SimpleNamespace(recovery=SimpleNamespace(completed=event)))
+    assert tables_recovered(app, rebalancing) is expected
