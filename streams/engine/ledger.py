@@ -611,10 +611,15 @@ class Ledger:
                 self._add_day(c, idx["debit"], day, fen)
             if not debit and "credit" in idx:
                 self._add_day(c, idx["credit"], day, fen)
-            if c.last_txn_day is None or day > c.last_txn_day:
+            last = c.last_txn_day
+            if last is None or day > last:
                 c.last_txn_day = day
-                c.dormant_fired = False  # a new dormant spell can only start from here
-                c.churn_risk = False
+                # A spell (dormant, churn risk) is that of a last-activity day: first sight
+                # until the first transaction. A late first transaction dated on the day of
+                # first sight leaves it as it is (READING 10 and 24 of the reference).
+                if day != (c.first_day if last is None else last):
+                    c.dormant_fired = False  # a new dormant spell can only start from here
+                    c.churn_risk = False
         if debit and channel == "pos" and "spend" in idx:
             self._add_day(c, idx["spend"], day, fen)
         if debit and external and "external_outflow" in idx:
