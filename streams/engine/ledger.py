@@ -409,6 +409,12 @@ class Ledger:
             for name in ("txn_count", "debit", "credit", "spend", "external_outflow")
             if name in self.index
         ]
+        #: the per-day series a transaction adds to (None: no rule reads it)
+        self.txn_count = self.index.get("txn_count")
+        self.debit = self.index.get("debit")
+        self.credit = self.index.get("credit")
+        self.spend = self.index.get("spend")
+        self.outflow = self.index.get("external_outflow")
         #: (ring offset, size, carry, ((sum position, window), ...)) per series
         self.rings = [
             (at, spec.size, spec.carry, tuple((sat + i, n) for i, n in enumerate(spec.windows)))
@@ -602,15 +608,12 @@ class Ledger:
             self._add_range(c, index, end + 1, -delta)
 
     def transaction(self, c: Customer, day: int, fen: int, debit: bool, channel: str, external: bool) -> None:
-        customer_initiated = channel != "system"
-        idx = self.index
-        if customer_initiated:
-            if "txn_count" in idx:
-                self._add_day(c, idx["txn_count"], day, 1)
-            if debit and "debit" in idx:
-                self._add_day(c, idx["debit"], day, fen)
-            if not debit and "credit" in idx:
-                self._add_day(c, idx["credit"], day, fen)
+        if channel != "system":  # customer-initiated
+            if self.txn_count is not None:
+                self._add_day(c, self.txn_count, day, 1)
+            side = self.debit if debit else self.credit
+            if side is not None:
+                self._add_day(c, side, day, fen)
             last = c.last_txn_day
             if last is None or day > last:
                 c.last_txn_day = day
@@ -620,10 +623,10 @@ class Ledger:
                 if day != (c.first_day if last is None else last):
                     c.dormant_fired = False  # a new dormant spell can only start from here
                     c.churn_risk = False
-        if debit and channel == "pos" and "spend" in idx:
-            self._add_day(c, idx["spend"], day, fen)
-        if debit and external and "external_outflow" in idx:
-            self._add_day(c, idx["external_outflow"], day, fen)
+        if debit and channel == "pos" and self.spend is not None:
+            self._add_day(c, self.spend, day, fen)
+        if debit and external and self.outflow is not None:
+            self._add_day(c, self.outflow, day, fen)
 
     @staticmethod
     def profile(c: Customer, ts: int, event_id: str, attributes: dict[str, Any]) -> None:

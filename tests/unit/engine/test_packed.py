@@ -122,3 +122,15 @@ def test_amounts_past_64_bits_are_exact() -> None:
     c = engine.customers["A"]
     assert type(c.rings) is list and type(c.obs) is list
     assert unpack(pack(c), engine.ledger.layout).accounts == c.accounts
+
+
+def test_a_full_table_of_shared_tuples_packs_them_whole(monkeypatch: Any) -> None:
+    from tierstream.engine import packed as module
+
+    lines = _bank(4, 3, seed=2)
+    _, engine = _run(lines, decoded=1_000)
+    monkeypatch.setattr(module, "_TABLE_LIMIT", 0)
+    monkeypatch.setattr(module, "_TUPLES", {})
+    for c in engine.customers.values():
+        back = unpack(pack(c), engine.ledger.layout)
+        assert back.attr_names == c.attr_names and back.segments == c.segments
