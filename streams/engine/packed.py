@@ -86,6 +86,31 @@ def _rings(parts: tuple[Any, ...], layout: Layout) -> array[int]:
     return rings
 
 
+def _ids_out(ids: str) -> str | tuple[str, str]:
+    """Newline-joined event ids, or (their common prefix, the ids without it): ids are
+    often numbered in sequence ("C000123-000045"), so they share most of their text."""
+    parts = ids.split("\n")
+    low, high = min(parts), max(parts)  # the prefix every id shares is theirs
+    cut, most = 0, min(len(low), len(high))
+    while cut < most:  # the longest common prefix, by halves
+        mid = (cut + most + 1) // 2
+        if low[:mid] == high[:mid]:
+            cut = mid
+        else:
+            most = mid - 1
+    if cut < 4:
+        return ids
+    prefix = low[:cut]
+    return prefix, ids[cut:].replace("\n" + prefix, "\n")
+
+
+def _ids_in(held: str | tuple[str, str]) -> str:
+    if isinstance(held, str):
+        return held
+    prefix, rest = held
+    return prefix + rest.replace("\n", "\n" + prefix)
+
+
 def _state(
     c: Customer, values: tuple[Any, ...], decimals: tuple[tuple[int, bool, str], ...]
 ) -> tuple[Any, ...]:
@@ -105,7 +130,7 @@ def _state(
         c.sums,
         c.account_ids,
         obs.tobytes() if isinstance(obs, array) else obs,
-        c.obs_ids,
+        _ids_out(c.obs_ids) if c.obs_ids else "",
         _number(c.attr_names),
         values,
         decimals,
@@ -174,7 +199,7 @@ def unpack(data: bytes, layout: Layout) -> Customer:
     c.tier, c.tier_since, c.below_since = tier, tier_since, below_since
     c.last_txn_day, c.dormant_fired, c.churn_risk = last_txn_day, dormant_fired, churn_risk
     c.rings = _rings(ring_parts, layout) if ring_parts else rings
-    c.sums, c.account_ids, c.obs_ids = sums, account_ids, obs_ids
+    c.sums, c.account_ids, c.obs_ids = sums, account_ids, _ids_in(obs_ids)
     if type(obs) is bytes:
         records = array("q")
         records.frombytes(obs)

@@ -134,3 +134,19 @@ def test_a_full_table_of_shared_tuples_packs_them_whole(monkeypatch: Any) -> Non
     for c in engine.customers.values():
         back = unpack(pack(c), engine.ledger.layout)
         assert back.attr_names == c.attr_names and back.segments == c.segments
+
+
+def test_ids_with_and_without_a_common_prefix_pack_exactly() -> None:
+    from tierstream.engine import packed as module
+
+    spread = "9f1c\n0a77-x\n\U0010ffff"
+    assert module._ids_out(spread) == spread and module._ids_in(spread) == spread
+    numbered = "TXN-2026-00041\nTXN-2026-00042\nTXN-2026-0004"
+    assert module._ids_in(module._ids_out(numbered)) == numbered
+    engine = PartitionEngine(load_rules("cmb"))
+    for i, line in enumerate(Book().balance(ts(0, 60), "10.00").balance(ts(1, 60), "20.00").encoded()):
+        feed_line(engine, i, line)
+    c = engine.customers["A"]
+    c.seen.add(12345, c.day - 300)
+    back = unpack(pack(c), engine.ledger.layout)
+    assert list(back.seen.items()) == list(c.seen.items())
