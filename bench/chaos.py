@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import json
 import os
@@ -323,6 +324,7 @@ def check(run: Run, sent: int, ref: Reference, out: Outcome, exact_counts: bool)
         out.problems.append(f"the markers cover {covered} records of {sent} published")
         out.lost += max(0, sent - covered)
     diverged = 0
+    state_examples: list[str] = []
     for p, engine in ref.engines.items():
         marker = markers.get(p)
         if marker is None:
@@ -344,10 +346,20 @@ def check(run: Run, sent: int, ref: Reference, out: Outcome, exact_counts: bool)
             )
             out.lost += len(want - have)
         for cid in sorted(have & want):
-            if mine.record(cid) != engine.record(cid):
+            got_record, want_record = mine.record(cid), engine.record(cid)
+            if got_record != want_record:
                 diverged += 1
+                if len(state_examples) < 3:
+                    differing = {
+                        f.name: (getattr(got_record, f.name), getattr(want_record, f.name))
+                        for f in dataclasses.fields(got_record)
+                        if getattr(got_record, f.name) != getattr(want_record, f.name)
+                    }
+                    state_examples.append(f"partition {p} {cid} (table, reference): {str(differing)[:1500]}")
     if diverged:
-        out.problems.append(f"{diverged} customers' table state differs from the reference")
+        out.problems.append(
+            f"{diverged} customers' table state differs from the reference, e.g. {state_examples}"
+        )
 
     # Redis, against the tables: a customer's stored state (what `redis rebuild` writes)
     # or the same caught up to its partition's clock (a re-serve after Redis came back

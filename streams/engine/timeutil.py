@@ -7,6 +7,7 @@ integer day ordinals (days since 1970-01-01) in the rules' timezone.
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -117,5 +118,6 @@ class Calendar:
 
 
 def wall_clock_us() -> int:
-    """The real wall clock; engines take a clock function so tests can inject one."""
-    return (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1)
+    """The real wall clock; engines take a clock function so tests can inject one.
+    (`time.time_ns`: the worker reads it per record, and a datetime costs ten times more.)"""
+    return time.time_ns() // 1_000

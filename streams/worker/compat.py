@@ -11,13 +11,22 @@ fails loudly on an upgrade that moved one):
   (`consumer._thread._consumer._fetcher`), which Faust fixes at 1500 ms (`tune_fetch`).
 * `Table._on_changelog_sent`, the callback that records a changelog offset as the
   RocksDB checkpoint (`changelog_callback`).
+* `Consumer._drain_messages`, the loop Faust's Fetcher runs over `getmany`
+  (`deliver_in_batches`): it awaits `wait_first` (four asyncio tasks) per message;
+  ours hands the records of the worker's input topics to the worker one fetch at a
+  time and leaves every other topic (changelogs) on Faust's own path. Its source is
+  pinned by digest (`DRAIN_DIGEST`), so an upgrade that changes it fails a test.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
+import inspect
+import types
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -30,6 +39,15 @@ FETCH_MAX_WAIT = ("aiokafka.consumer.fetcher.Fetcher", "_fetch_max_wait_ms")
 CONSUMER_THREAD = ("faust.transport.drivers.aiokafka.Consumer", "_thread")
 THREAD_CONSUMER = ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_consumer")
 CONSUMER_FETCHER = ("aiokafka.consumer.consumer.AIOKafkaConsumer", "_fetcher")
+DRAIN_MESSAGES = ("faust.transport.consumer.Consumer", "_drain_messages")
+READ_OFFSET = ("faust.transport.consumer.Consumer", "_read_offset")
+ADD_GAP = ("faust.transport.consumer.Consumer", "_add_gap")
+N_ACKED = ("faust.transport.consumer.Consumer", "_n_acked")
+COMMIT_EVERY = ("faust.transport.consumer.Consumer", "_commit_every")
+
+#: sha256 of the source of faust-streaming 0.15.3's `Consumer._drain_messages`, which
+#: `deliver_in_batches` replaces: a change means re-reading it and ours
+DRAIN_DIGEST = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
 
 
 class _RoutingEvent:
@@ -79,6 +97,100 @@ def changelog_callback(table: Any) -> Callable[..., Any]:
     return callback
 
 
+class Delivered:
+    """A record handed to the worker: the Faust message, acked as a Faust event acks it."""
+
+    __slots__ = ("consumer", "message")
+
+    def __init__(self, message: Any, consumer: Any) -> None:
+        self.message = message
+        self.consumer = consumer
+
+    def ack(self) -> bool:
+        done: bool = self.message.ack(self.consumer)
+        return done
+
+
+#: receives the records of one fetch (input topics only), in fetch order
+BatchSink = Callable[[list[Delivered]], Awaitable[None]]
+
+
+def drain_digest() -> str:
+    from faust.transport.consumer import Consumer
+
+    return hashlib.sha256(inspect.getsource(Consumer._drain_messages).encode()).hexdigest()
+
+
+def deliver_in_batches(consumer: Any, topics: set[str], sink: BatchSink) -> bool:
+    """Replace the consumer's per-message delivery for `topics` with one `sink` call per
+    fetch; False (nothing changed) when Faust's loop is not the one this was written for.
+
+    Kept from Faust's loop: the read offset (records below it are dropped, gaps are
+    noted for acking), `commit_every`, and what the stream does before an agent sees a
+    record (tracked as unacked, the message-in sensor; dropped when the flow stopped
+    or the generation changed mid-fetch, since a rebalance seeks back to the committed
+    offsets). Not kept for these topics: the stream's per-event sensors and the four
+    tasks `wait_first` runs per message."""
+    if drain_digest() != DRAIN_DIGEST or not hasattr(consumer, "_read_offset"):
+        return False
+    consumer._drain_messages = types.MethodType(_batch_drain(topics, sink), consumer)
+    return True
+
+
+def _batch_drain(topics: set[str], sink: BatchSink) -> Callable[[Any, Any], Awaitable[None]]:
+    async def drain(self: Any, fetcher: Any) -> None:  # pragma: no cover - run by the worker
+        callback = self.callback
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        app = self.app
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                generation = app.consumer_generation_id
+                batch: list[Delivered] = []
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                async for tp, message in self.getmany(timeout=1.0):
+                    offset = message.offset
+                    r_offset = read_offset[tp]
+                    if r_offset is not None and offset < r_offset:
+                        continue  # already read (Faust drops it too)
+                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
+                    if self._commit_every is not None and self._n_acked >= self._commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    if message.topic in topics:
+                        batch.append(Delivered(message, self))
+                    else:
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    read_offset[tp] = offset
+                if not batch:
+                    continue
+                if (
+                    self.suspend_flow.is_set()
+                    or not app.flow_control.is_active()
+                    or app.consumer_generation_id != generation
+                ):
+                    continue  # a rebalance began: it seeks back to the committed offsets
+                track = self.track_message  # refcount stays 0: the one ack is the final one
+                for record in batch:
+                    track(record.message)
+                await sink(batch)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    return drain
+
+
 def missing() -> list[str]:
     """The private names above that the installed Faust and aiokafka no longer have."""
     import importlib
@@ -91,6 +203,11 @@ def missing() -> list[str]:
         CONSUMER_THREAD,
         THREAD_CONSUMER,
         CONSUMER_FETCHER,
+        DRAIN_MESSAGES,
+        READ_OFFSET,
+        ADD_GAP,
+        N_ACKED,
+        COMMIT_EVERY,
     ):
         module_name, _, class_name = owner.rpartition(".")
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..engine.partition import APPLIED, DEAD_LETTER, DUPLICATE
+
 #: Every metric name the worker exports (the Grafana dashboard test checks against it).
 METRIC_NAMES = (
     "tierstream_consumer_lag",
@@ -55,6 +57,11 @@ class WorkerMetrics:
         self.records = Counter(
             "tierstream_records", "Consumed input records by outcome", ["outcome"], registry=r
         )
+        # Each outcome is exported from the start: a series born at its first increment
+        # hides that increment from rate(), and a catch-up can apply thousands of records
+        # between two scrapes.
+        for outcome in (APPLIED, DUPLICATE, DEAD_LETTER):
+            self.records.labels(outcome=outcome)
         self.outputs = Counter("tierstream_outputs", "Output records by type", ["type"], registry=r)
         self.latency = Histogram(
             "tierstream_event_to_output_seconds",
@@ -75,6 +82,11 @@ class WorkerMetrics:
             "tierstream_misrouted_records",
             "Records of a customer first seen on another partition than TIERSTREAM_PARTITIONER predicts",
             ["topic"],
+            registry=r,
+        )
+        self.dropped_in_rebalance = Counter(
+            "tierstream_rebalance_dropped_records",
+            "Records fetched before a revocation and left unacked (their partition's owner reads them again)",
             registry=r,
         )
         self.customers = Gauge(

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -44,7 +45,7 @@ from ..settings import Settings
 from . import merge
 from .cache import RedisServing
 from .commit import Checkpoint, Write
-from .compat import changelog_callback, routed_to, tune_fetch
+from .compat import Delivered, changelog_callback, deliver_in_batches, routed_to, tune_fetch
 from .metrics import WorkerMetrics
 from .routing import RoutingCheck
 from .store import CustomerStore, Partition, ShapeMismatch, load_marker, marker_of
@@ -54,6 +55,24 @@ log = logging.getLogger("tierstream.worker")
 #: how long a partition may wait for a never-fetched topic-partition before a warning
 UNFETCHED_WARNING_SECONDS = 30.0
 lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
+
+
+async def to_the_end(work: Awaitable[None]) -> None:
+    """Run `work` to its end even when cancelled meanwhile, then pass the cancellation on.
+
+    Faust cancels its fetcher at shutdown, then waits for it (cancelling it again every
+    second) before it stops the producer: a batch's outputs are sent whole, and never to
+    a closed producer (asyncio.shield alone left the batch running past that stop)."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not task.done()
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 class Worker:
@@ -97,6 +116,10 @@ class Worker:
     def install(self) -> None:
         app = self.app
         app.agent(self.input, name="tierstream-ingest")(self._agent)
+        # The agent subscribes the input topics; their records reach `_take` one fetch at a
+        # time, past Faust's per-message path (the agent is the fallback).
+        if not deliver_in_batches(app.consumer, set(self.topics), self._take):  # pragma: no cover
+            log.warning("records arrive one by one: Faust's consumer loop has changed (worker/compat.py)")
         app.task(self._merge_loop)
         app.timer(self.settings.sweep_interval_seconds)(self._tick_clock)
         self.pages.install()
@@ -202,19 +225,38 @@ class Worker:
     async def _agent(self, stream: faust.StreamT[Any]) -> None:
         manual: Any = stream
         async for event in manual.noack().events():
-            msg = event.message
-            part = self.partition(msg.partition)
-            if not merge.admit(part, msg.topic, msg.offset):
-                event.ack()  # applied before a restart: the marker says so
-                self.metrics.records.labels(outcome=DUPLICATE).inc()
-                continue
-            part.queues[msg.topic].append(event)
-            self.buffered += 1
-            self.arrived += 1
+            self._admit(event)
             # Pump once enough has arrived since the last try: a partition may be
             # waiting for another topic, and retrying on every record would spin.
             if self.arrived >= self.settings.batch_size:
                 await self.pump()
+
+    async def _take(self, records: list[Delivered]) -> None:
+        """The input records of one fetch, applied at once (a fetch comes at most once per
+        fetch wait, so this does not spin; the merge tick would add up to 50 ms)."""
+        for record in records:
+            self._admit(record)
+        if self.arrived:
+            await to_the_end(self.pump())
+
+    def _admit(self, event: Any) -> None:
+        msg = event.message
+        if self.rebalancing:
+            # Fetched before a revocation (Faust still hands over what it had): admitting
+            # it would load its partition again from the table after `_on_revoked` dropped
+            # it, and this worker would write state and markers for a partition another
+            # worker now owns. Not acked, so its new owner (maybe us) reads it again from
+            # the committed offset.
+            self.metrics.dropped_in_rebalance.inc()
+            return
+        part = self.partition(msg.partition)
+        if not merge.admit(part, msg.topic, msg.offset):
+            event.ack()  # applied before a restart: the marker says so
+            self.metrics.records.labels(outcome=DUPLICATE).inc()
+            return
+        part.queues[msg.topic].append(event)
+        self.buffered += 1
+        self.arrived += 1
 
     async def _merge_loop(self) -> None:
         """_tick_merge 50 ms after the previous tick ended. A Faust timer warns "Timer ... is
@@ -226,6 +268,8 @@ class Worker:
             await self._tick_merge()
 
     async def _tick_merge(self) -> None:
+        if self.app.should_stop:
+            return  # the producer stops soon after: what is not committed is redelivered
         if self.buffered:
             await self.pump()
             self._warn_unfetched(time.monotonic())
@@ -308,7 +352,7 @@ class Worker:
             settings = self.settings
             idle = settings.merge_idle_ms / 1000
             checkpoint = self.checkpoint
-            while True:
+            while not self.app.should_stop:  # stopping: the rest stays unacked, redelivered
                 now = time.monotonic()
                 work = []
                 released = 0

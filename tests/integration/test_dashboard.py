@@ -2,7 +2,7 @@
 alert rules evaluate without errors.
 
 Prometheus (Debian's `prometheus` package, `make tools`) scrapes a worker every second
-while it works through a backlog; each panel's PromQL, with Grafana's variables
+from before a backlog is published until after it is applied; each panel's PromQL, with Grafana's variables
 substituted, goes to Prometheus' HTTP query API over the run. A panel with no finite
 value, or whose legend names a label its series lack, is a broken panel.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tierstream.settings import Settings
 from tierstream.testing.backlog import make_bank
@@ -117,24 +118,36 @@ def finite_points(series: list[dict[str, Any]]) -> int:
     return sum(1 for s in series for _, v in s["values"] if math.isfinite(float(v)))
 
 
+def scraped(prometheus: Proc, since: float) -> int:
+    """How many scrapes of the worker succeeded since `since` (raw samples of `up`, not steps)."""
+    params = urllib.parse.urlencode({"query": "up[10m]"})
+    with urllib.request.urlopen(f"{prometheus.url}/api/v1/query?{params}", timeout=10) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    return sum(
+        1 for s in body["data"]["result"] for t, v in s["values"] if float(t) >= since and float(v) == 1
+    )
+
+
 def test_every_panel_returns_data(settings: Settings, tmp_path: Path) -> None:
     events = tmp_path / "bank.jsonl"
     make_bank(events, customers=60, days=40, seed=11)
-    with events.open("rb") as f:
-        sent = asyncio.run(replay(settings, read_lines(f), None, False))
     prometheus = start_prometheus(tmp_path / "prometheus", settings.web_port)
     began = time.time()
     worker = WorkerProcess(settings, "cmb", tmp_path / "worker.log")
     try:
+        # The backlog goes in once Prometheus scrapes the worker: a worker can apply this
+        # bank in under a second, before Prometheus' first scrape (~5 s after it starts),
+        # and a rate() needs samples from before and after.
+        worker.wait_for(lambda: scraped(prometheus, began) >= 1, 60, "Prometheus to scrape the worker")
+        with events.open("rb") as f:
+            sent = asyncio.run(replay(settings, read_lines(f), None, False))
         worker.wait_for(lambda: worker.consumed() >= sent, 180, f"{sent} records consumed")
         worker.wait_for(lambda: worker.lag() == 0, 30, "lag 0 in /metrics")
-        consumed = worker.consumed()
-
-        def scraped_to_the_end() -> bool:
-            result = query_range(prometheus, "sum(tierstream_records_total)", began, time.time())
-            return bool(result) and float(result[0]["values"][-1][1]) >= consumed
-
-        worker.wait_for(scraped_to_the_end, 30, "Prometheus to scrape the finished backlog")
+        done = time.time()
+        worker.wait_for(
+            lambda: scraped(prometheus, done) >= 2, 30, "Prometheus to scrape the finished backlog twice"
+        )
         end = time.time()
         broken = []
         checked = 0
@@ -153,7 +166,12 @@ def test_every_panel_returns_data(settings: Settings, tmp_path: Path) -> None:
         # The alert rules evaluate on the real series without errors.
         with urllib.request.urlopen(f"{prometheus.url}/api/v1/rules", timeout=10) as r:
             rules = [rule for group in json.load(r)["data"]["groups"] for rule in group["rules"]]
-        assert len(rules) == 5
+        written = [
+            rule["alert"]
+            for group in yaml.safe_load(ALERTS.read_text("utf-8"))["groups"]
+            for rule in group["rules"]
+        ]
+        assert sorted(rule["name"] for rule in rules) == sorted(written) and len(written) >= 6
         assert {rule["name"]: rule["health"] for rule in rules} == {rule["name"]: "ok" for rule in rules}
         # The check tells a broken query from a working one: a misspelt metric has no data.
         assert (

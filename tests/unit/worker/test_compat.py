@@ -41,3 +41,28 @@ def test_routed_to_sets_and_restores_faust_s_current_event() -> None:
         event = ref()
         assert event is not None and event.message.partition == 5
     assert _current_event.get(None) is before
+
+
+def test_faust_s_drain_loop_is_the_one_deliver_in_batches_replaces() -> None:
+    assert compat.drain_digest() == compat.DRAIN_DIGEST, (
+        "Faust's Consumer._drain_messages changed: re-read it against compat._batch_drain "
+        "(read offsets, gaps, commit_every, flow and generation checks), then pin the new digest"
+    )
+
+
+def test_deliver_in_batches_replaces_the_drain_of_that_consumer_only() -> None:
+    from faust.transport.consumer import Consumer
+
+    async def sink(records: list[compat.Delivered]) -> None: ...
+
+    consumer = SimpleNamespace(_read_offset={})
+    assert compat.deliver_in_batches(consumer, {"t.balances"}, sink)
+    assert consumer._drain_messages.__func__ is not Consumer._drain_messages  # type: ignore[attr-defined]
+    assert not compat.deliver_in_batches(SimpleNamespace(), {"t.balances"}, sink), "no read offsets: refused"
+
+
+def test_a_delivered_record_acks_its_message_through_the_consumer() -> None:
+    acked = []
+    message = SimpleNamespace(ack=lambda consumer: acked.append(consumer) or True)
+    assert compat.Delivered(message, "the consumer").ack()
+    assert acked == ["the consumer"]
