@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ..engine.packed import DEFAULT_DECODED
 from ..engine.rules import LIFECYCLE_STAGES, Rules
 from ..engine.timeutil import wall_clock_us
 from ..enginebuild import current
@@ -58,6 +59,15 @@ def simulate(
         Path | None,
         typer.Option("--export", help="Write the final state here as a state export (a new folder)."),
     ] = None,
+    decoded: Annotated[
+        int,
+        typer.Option(
+            "--decoded",
+            min=1,
+            help="Customers kept decoded in memory (~2.5 KB each); beyond that many, the least "
+            "recently used are held packed (~1.2 KB each), at some cost in speed.",
+        ),
+    ] = DEFAULT_DECODED,
 ) -> None:
     """Run the engine over an event file, with no broker; outputs as an event file."""
     from ..engine.evaluate import Output
@@ -92,7 +102,7 @@ def simulate(
             sink.write(output_line(output))
 
         lines = progress_lines(read_lines(source, max_line_bytes(loaded)), source, "simulate")
-        engine = run(loaded, lines, emit, until=until_us, wall=wall_clock_us, engine=engine)
+        engine = run(loaded, lines, emit, until=until_us, wall=wall_clock_us, engine=engine, decoded=decoded)
         if export_dir is not None:
             _export_engine(engine, loaded, export_dir)
         summary = summarize(engine)

@@ -11,28 +11,19 @@ from __future__ import annotations
 import itertools
 import operator
 import zlib
-from array import array
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from .ledger import Customer, Seen, SeriesSpec
+from .ledger import Customer, Seen, SeriesSpec, layout_of
 
 FORMAT = 3  # 3 added segments, 2 churn_risk; 1 and 2 are still read
 
 
-def _ring_out(ring: array[int], size: int, day: int) -> list[int]:
-    """The ring in day order (oldest first) as deltas from the previous day."""
-    start = (day + 1) % size  # the slot of day - size + 1
-    ordered = ring[start:] + ring[:start]
-    return [ordered[0], *map(operator.sub, ordered[1:], ordered[:-1])]
-
-
-def _ring_in(deltas: list[int], size: int, day: int) -> array[int]:
-    ordered = array("q", itertools.accumulate(deltas))
-    cut = size - (day + 1) % size
-    return ordered[cut:] + ordered[:cut]
+def _ring_out(days: list[int]) -> list[int]:
+    """A ring's values in day order (oldest first) as deltas from the previous day."""
+    return [days[0], *map(operator.sub, days[1:], days[:-1])]
 
 
 def _attr_out(value: Any) -> Any:
@@ -61,9 +52,9 @@ def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> by
         c.dormant_fired,
         [[acc, obs] for acc, obs in c.accounts.items()],
         [[name, ts, eid, _attr_out(v)] for name, (ts, eid, v) in c.attrs.items()],
-        [[_ring_out(s.ring, spec.size, c.day), s.sums] for s, spec in zip(c.series, specs, strict=True)],
-        [[k, v] for k, v in c.opp_last.items()],
-        [[k, v] for k, v in c.churn_last.items()],
+        [[_ring_out(c.ring_days(i)), s.sums] for i, s in enumerate(c.series)],
+        [[k, v] for k, v in (c.opportunities or {}).items()],
+        [[k, v] for k, v in (c.warnings or {}).items()],
         [[k, v] for k, v in c.seen.items()],
         c.churn_risk,
         c.segments,
@@ -92,16 +83,15 @@ def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
         churn_last,
         seen,
     ) = doc[:15]
-    c = Customer(first_day, last_instant, specs)
+    c = Customer(first_day, last_instant, layout_of(specs))
     c.day, c.tier, c.tier_since, c.below_since = day, tier, tier_since, below_since
     c.last_txn_day, c.dormant_fired = last_txn_day, dormant
-    c.accounts = {acc: obs for acc, obs in accounts}
-    c.attrs = {name: (ts, eid, _attr_in(v)) for name, ts, eid, v in attrs}
-    for ser, spec, (deltas, sums) in zip(c.series, specs, series, strict=True):
-        ser.ring = _ring_in(deltas, spec.size, day)
-        ser.sums = sums
-    c.opp_last = {k: v for k, v in opp_last}
-    c.churn_last = {k: v for k, v in churn_last}
+    c.set_accounts({acc: obs for acc, obs in accounts})
+    c.set_attrs({name: (ts, eid, _attr_in(v)) for name, ts, eid, v in attrs})
+    if len(series) != len(specs):
+        raise ValueError(f"customer state has {len(series)} day series, the rules {len(specs)}")
+    c.set_series([list(itertools.accumulate(deltas)) for deltas, _ in series], [sums for _, sums in series])
+    c.set_cooldowns({k: v for k, v in opp_last}, {k: v for k, v in churn_last})
     c.seen = Seen(seen)
     c.churn_risk = bool(doc[15]) if len(doc) > 15 else False  # format 1 had no churn_risk
     c.segments = doc[16] if len(doc) > 16 else None  # formats 1 and 2 had no segments

@@ -147,12 +147,11 @@ class Evaluator:
         get, op, literal = self.getters[cond.metric.name], COMPARE[cond.op], cond.literal
         metric = cond.metric
         if metric.kind in ("avg_aum", "avg_loan") and cond.op in (">=", ">"):
-            index = self.ledger.index[metric.kind[4:]]
-            pos = self.ledger.specs[index].windows.index(metric.window)
+            pos = self.ledger.sum_position(self.ledger.index[metric.kind[4:]], metric.window)
             n = metric.window
             if cond.op == ">=":
-                return lambda c: c.series[index].sums[pos] // n >= literal
-            return lambda c: c.series[index].sums[pos] // n > literal
+                return lambda c: c.sums[pos] // n >= literal
+            return lambda c: c.sums[pos] // n > literal
         if metric.kind != "attr":
             return lambda c: op(get(c), literal)
         kind = _kind(literal)
@@ -304,18 +303,13 @@ class Evaluator:
         if kind == "attr":
             name = m.attr
 
-            def attr(c: Customer) -> Any:
-                got = c.attrs.get(name)
-                return None if got is None else got[2]
-
-            return attr
+            return lambda c: c.attr(name)
         series = kind[4:] if kind in ("avg_aum", "avg_loan") else kind
-        index = ledger.index[series]
-        pos = ledger.specs[index].windows.index(m.window)
+        pos = ledger.sum_position(ledger.index[series], m.window)
         if kind in ("avg_aum", "avg_loan"):
             n = m.window
-            return lambda c: c.series[index].sums[pos] // n
-        return lambda c: c.series[index].sums[pos]
+            return lambda c: c.sums[pos] // n
+        return lambda c: c.sums[pos]
 
     # ------------------------------------------------------------------ helpers
     def holds(self, c: Customer, tier: int) -> Condition | None:
@@ -403,11 +397,12 @@ class Evaluator:
             opp = self.opportunity[target]
             if opp is not None:
                 cond, floor = opp
-                last = c.opp_last.get(target)
+                held = c.opportunities
+                last = held.get(target) if held is not None else None
                 if last is None or day >= last + self.rules.opportunity_cooldown_days:
                     value_fen = self.getters[cond.metric.name](c)
                     if floor <= value_fen < cond.literal:
-                        c.opp_last[target] = day
+                        c.note_opportunity(target, day)
                         value = self._envelope(
                             "upgrade_opportunity", customer_id, [tiers[current], tiers[target]], instant
                         )
@@ -427,22 +422,24 @@ class Evaluator:
             c.dormant_fired = True
             self._churn(customer_id, c, "dormant", instant, out)
         cooldown = rules.churn_cooldown_days
-        last = c.churn_last.get("balance_drop")
+        warned = c.warnings
+        last = warned.get("balance_drop") if warned is not None else None
         if last is None or day >= last + cooldown:
             peak = self.ledger.peak(c, PEAK_DAYS)
             if peak >= rules.churn_min_amount:
                 aum = self.ledger.current(c, self.ledger.aum)
                 if aum * self.drop_den <= peak * self.drop_num:
-                    c.churn_last["balance_drop"] = day
+                    c.note_warning("balance_drop", day)
                     c.churn_risk = True
                     self._churn(customer_id, c, "balance_drop", instant, out)
-        last = c.churn_last.get("external_outflow")
+        warned = c.warnings
+        last = warned.get("external_outflow") if warned is not None else None
         if last is None or day >= last + cooldown:
             outflow = self.outflow_getter(c)
             if outflow >= rules.churn_min_amount:
                 aum = self.ledger.current(c, self.ledger.aum)
                 if outflow * self.outflow_den >= self.outflow_num * (aum + outflow):
-                    c.churn_last["external_outflow"] = day
+                    c.note_warning("external_outflow", day)
                     c.churn_risk = True
                     self._churn(customer_id, c, "external_outflow", instant, out)
 

@@ -38,6 +38,8 @@ def _utf8_prefix(payload: bytes, size: int) -> bytes:
 
 
 APPLIED, DUPLICATE, DEAD_LETTER = "applied", "duplicate", "dead_letter"
+#: a sweep with `flush` set hands its outputs over in lists of at least this many
+FLUSH_OUTPUTS = 1024
 
 
 class PartitionEngine:
@@ -83,6 +85,11 @@ class PartitionEngine:
         #: *was* applied and moved the clock; the worker sets this so it moves it again.
         self.duplicates_move_clock = False
         self.home_bank = rules.home_bank
+        #: when set, a sweep hands its outputs over in order as it goes (they are then not
+        #: in the list the record's call returns): a sweep's outputs would otherwise all be
+        #: held at once (`simulate`: a bank's first boundary gives every customer its
+        #: segments, ~3 KB a customer at the peak).
+        self.flush: Callable[[list[Output]], None] | None = None
         #: called with each applied event and its business day (`tierstream snapshot`
         #: keeps the applied records this way, so the warehouse files see what the engine saw)
         self.on_applied: Callable[[d.Event, int], None] | None = None
@@ -187,7 +194,8 @@ class PartitionEngine:
                 self._move_clock(ts, day, out)
             return
         self.outcomes[APPLIED] += 1
-        self._move_clock(ts, day, out)
+        if self._move_clock(ts, day, out) and c is not None:
+            c = customers[cid]  # read again: a sweep may have replaced it (PackedCustomers)
         target = self.clock_day
         assert target is not None
         ledger = self.ledger
@@ -219,7 +227,9 @@ class PartitionEngine:
         if is_new and day < target:
             self.catch_up(cid, c, target, out)
 
-    def _move_clock(self, ts: int, day: int, out: list[Output]) -> None:
+    def _move_clock(self, ts: int, day: int, out: list[Output]) -> bool:
+        """Move the clock to `ts`; True when its day moved (a sweep or `on_new_day` may
+        then have read every customer)."""
         if self.clock is None or ts > self.clock:
             self.clock = ts
             if self.clock_day is None or day > self.clock_day:
@@ -228,6 +238,8 @@ class PartitionEngine:
                 self.clock_day = day
                 if self.eager:
                     self.sweep(out)
+                return True
+        return False
 
     def _evaluate(
         self, cid: str, c: Customer, instant: int, out: list[Output], *, boundary: bool = False
@@ -258,10 +270,14 @@ class PartitionEngine:
         if target is None:
             return
         customers = self.customers
+        flush = self.flush
         for cid in list(customers) if ids is None else ids:
             c = customers[cid]
             if c.day < target:
                 self.catch_up(cid, c, target, out)
+                if flush is not None and len(out) >= FLUSH_OUTPUTS:
+                    flush(out)
+                    out.clear()
 
     def advance_clock(self, instant: int) -> list[Output]:
         """Move the clock (live timer, or `simulate --until`); sweeps if eager."""

@@ -14,7 +14,6 @@ the sum over the window's days. `Ledger` keeps exactly these sums (tests check i
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,10 +64,7 @@ class CustomerRecord:
 
 def to_record(customer_id: str, c: Customer, ledger: Ledger, tier_ids: tuple[str, ...]) -> CustomerRecord:
     """Everything the engine keeps about a customer, rules-free (lossless)."""
-    series = {}
-    for spec, ser in zip(ledger.specs, c.series, strict=True):
-        size = spec.size
-        series[spec.name] = [ser.ring[(c.day - size + 1 + i) % size] for i in range(size)]
+    series = {spec.name: c.ring_days(i) for i, spec in enumerate(ledger.specs)}
     return CustomerRecord(
         customer_id=customer_id,
         first_day=c.first_day,
@@ -80,8 +76,8 @@ def to_record(customer_id: str, c: Customer, ledger: Ledger, tier_ids: tuple[str
         last_txn_day=c.last_txn_day,
         dormant_fired=c.dormant_fired,
         churn_risk=c.churn_risk,
-        accounts={acc: [list(o) for o in obs] for acc, obs in c.accounts.items()},
-        attrs=dict(c.attrs),
+        accounts=c.accounts,
+        attrs=c.attrs,
         series=series,
         opportunities={tier_ids[t]: day for t, day in c.opp_last.items()},
         warnings=dict(c.churn_last),
@@ -98,7 +94,7 @@ def seed(record: CustomerRecord, ledger: Ledger, tier_ids: tuple[str, ...]) -> C
     (a ladder change) is left to the caller: see `PartitionEngine.seed`.
     """
     index = {t: i for i, t in enumerate(tier_ids)}
-    c = Customer(record.first_day, record.last_instant, ledger.specs)
+    c = Customer(record.first_day, record.last_instant, ledger.layout)
     c.day = record.day
     # a tier the ladder no longer has: the engine adopts the qualified tier (no output)
     c.tier = index.get(record.tier, 0) if record.tier is not None else 0
@@ -107,9 +103,10 @@ def seed(record: CustomerRecord, ledger: Ledger, tier_ids: tuple[str, ...]) -> C
     c.last_txn_day = record.last_txn_day
     c.dormant_fired = record.dormant_fired
     c.churn_risk = record.churn_risk
-    c.accounts = {acc: [list(o) for o in obs] for acc, obs in record.accounts.items()}
-    c.attrs = dict(record.attrs)
-    for spec, ser in zip(ledger.specs, c.series, strict=True):
+    c.set_accounts(record.accounts)
+    c.set_attrs(record.attrs)
+    tails, sums = [], []
+    for spec in ledger.specs:
         values = record.series.get(spec.name)
         if values is None:
             raise MissingHistory(f"the rules read {spec.name} by day, which the state does not keep")
@@ -117,13 +114,13 @@ def seed(record: CustomerRecord, ledger: Ledger, tier_ids: tuple[str, ...]) -> C
             raise MissingHistory(
                 f"the rules need {spec.size} days of {spec.name}; the state keeps {len(values)}"
             )
-        size, day = spec.size, record.day
-        tail = values[len(values) - size :]
-        cut = size - (day + 1) % size  # ring slot (day - size + 1 + i) % size holds tail[i]
-        ser.ring = array("q", tail[cut:] + tail[:cut])
-        ser.sums = [window_sum(tail, n, day, record.first_day, spec.carry) for n in spec.windows]
-    c.opp_last = {index[t]: d for t, d in record.opportunities.items() if t in index}
-    c.churn_last = dict(record.warnings)
+        tail = values[len(values) - spec.size :]
+        tails.append(tail)
+        sums.append([window_sum(tail, n, record.day, record.first_day, spec.carry) for n in spec.windows])
+    c.set_series(tails, sums)
+    c.set_cooldowns(
+        {index[t]: d for t, d in record.opportunities.items() if t in index}, dict(record.warnings)
+    )
     c.seen = Seen(record.seen.items())
     if record.segments:
         c.segments = [record.segments.get(name) for name in SEGMENT_NAMES]

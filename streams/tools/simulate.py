@@ -11,6 +11,7 @@ from typing import IO, Any
 from ..engine import decode as d
 from ..engine.evaluate import Output
 from ..engine.jsonio import NotJson, dumps_compact, loads
+from ..engine.packed import DEFAULT_DECODED, PackedCustomers
 from ..engine.partition import PartitionEngine
 from ..engine.rules import Rules
 from ..engine.timeutil import TimestampError, parse_instant
@@ -159,17 +160,30 @@ def simulate(
     now: int | None = None,
     wall: Callable[[], int] | None = None,
     engine: PartitionEngine | None = None,
+    decoded: int = DEFAULT_DECODED,
 ) -> PartitionEngine:
     """Run every line through one eager engine (a new one, or one started from a
-    snapshot); `emit` gets each output in order."""
+    snapshot); `emit` gets each output in order. Once the bank has more than `decoded`
+    customers, the least recently used beyond that many are held packed."""
     if engine is None:
         engine = PartitionEngine(rules, now=(lambda: now) if now is not None else None, wall=wall)
-    for number, line in lines:
-        for output in feed_line(engine, number, line):
+
+    def flush(outputs: list[Output]) -> None:
+        for output in outputs:
             emit(output)
-    if until is not None:
-        for output in engine.advance_clock(until):
-            emit(output)
+
+    engine.flush = flush  # a sweep's outputs go out as they come
+    try:
+        for number, line in lines:
+            for output in feed_line(engine, number, line):
+                emit(output)
+            if type(engine.customers) is dict and len(engine.customers) > decoded:
+                engine.customers = PackedCustomers(engine.ledger.layout, decoded, engine.customers)
+        if until is not None:
+            for output in engine.advance_clock(until):
+                emit(output)
+    finally:
+        engine.flush = None
     return engine
 
 
