@@ -156,7 +156,9 @@ def memory(work: Path, sizes: tuple[int, int], days: int, measured: list[str]) -
         bank = work / f"memory-{customers}.jsonl"
         make_bank(bank, customers, days, seed=2)
         for build in measured:
-            runs[build].append(simulate_run(bank, bank.with_suffix(".out"), build, "--decoded", str(sizes[0])))
+            runs[build].append(
+                simulate_run(bank, bank.with_suffix(".out"), build, "--decoded", str(sizes[0]))
+            )
         bank.unlink()
     n_small, n_big = sizes
     per_build = {}

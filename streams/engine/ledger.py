@@ -197,35 +197,39 @@ def _shared(value: Any) -> Any:
     return value
 
 
+#: every field of a Customer (its __slots__; a mypyc-compiled class has no __slots__ to read)
+CUSTOMER_FIELDS = (
+    "account_ids",
+    "attr_names",
+    "attr_stamps",
+    "attr_values",
+    "below_since",
+    "churn_risk",
+    "day",
+    "dormant_fired",
+    "first_day",
+    "last_instant",
+    "last_txn_day",
+    "layout",
+    "obs",
+    "obs_ids",
+    "opportunities",
+    "peak",
+    "peak_day",
+    "rings",
+    "seen",
+    "segments",
+    "sums",
+    "tier",
+    "tier_since",
+    "warnings",
+)
+
+
 class Customer:
     """Everything tierstream keeps about one customer."""
 
-    __slots__ = (
-        "account_ids",
-        "attr_names",
-        "attr_stamps",
-        "attr_values",
-        "below_since",
-        "churn_risk",
-        "day",
-        "dormant_fired",
-        "first_day",
-        "last_instant",
-        "last_txn_day",
-        "layout",
-        "obs",
-        "obs_ids",
-        "opportunities",
-        "peak",
-        "peak_day",
-        "rings",
-        "seen",
-        "segments",
-        "sums",
-        "tier",
-        "tier_since",
-        "warnings",
-    )
+    __slots__ = CUSTOMER_FIELDS
 
     def __init__(self, first_day: int, first_instant: int, layout: Layout) -> None:
         self.layout = layout
@@ -341,8 +345,9 @@ class Customer:
             raise ValueError(f"{len(accounts):,} accounts for one customer cannot be held")
         records: list[int] = []
         ids: list[str] = []
-        for index, observations in reversed(list(enumerate(accounts.values()))):
-            for day, ts, event_id, fen, liability in sorted(observations, key=lambda o: int(o[0])):
+        groups = list(accounts.values())
+        for index in range(len(groups) - 1, -1, -1):  # not reversed(enumerate()): mypyc asserts
+            for day, ts, event_id, fen, liability in sorted(groups[index], key=lambda o: int(o[0])):
                 if not -_DAY_BIAS <= day < _DAY_BIAS << 1 or _ID_SEPARATOR in event_id:
                     raise ValueError(f"observation of day {day} with event id {event_id!r} cannot be held")
                 records += [_block(index) + ((day + _DAY_BIAS) << 1) + bool(liability), ts, fen]

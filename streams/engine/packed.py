@@ -194,8 +194,10 @@ def unpack(data: bytes, layout: Layout) -> Customer:
         peak_day,
         peak,
     ) = marshal.loads(data)
-    c = Customer.__new__(Customer)  # every field is set below
-    c.layout, c.first_day, c.day, c.last_instant = layout, first_day, day, last_instant
+    # Customer.__new__ alone would skip __init__, which a mypyc-compiled Customer refuses;
+    # every field __init__ sets is set again below.
+    c = Customer(first_day, last_instant, layout)
+    c.day = day
     c.tier, c.tier_since, c.below_since = tier, tier_since, below_since
     c.last_txn_day, c.dormant_fired, c.churn_risk = last_txn_day, dormant_fired, churn_risk
     c.rings = _rings(ring_parts, layout) if ring_parts else rings
