@@ -76,6 +76,8 @@ def run_worker(
     with WorkerProcess(stack, app_id, False, **env) as worker:
         deadline = started + timeout
         while worker.consumed() < total:
+            if worker.proc is not None and worker.proc.poll() is not None:
+                raise SystemExit(f"{app_id} exited; see {worker.log}")
             if time.monotonic() > deadline:
                 raise SystemExit(f"{app_id} did not finish {total:,} records in {timeout:.0f} s")
             time.sleep(0.5)
@@ -92,7 +94,9 @@ def run_worker(
     return result
 
 
-def one_size(customers: int, days: int, decoded: int, partitions: int, timeout: float) -> dict[str, Any]:
+def one_size(
+    customers: int, days: int, decoded: int, partitions: int, timeout: float, stores: tuple[str, ...] = STORES
+) -> dict[str, Any]:
     prefix = f"mem{customers}."
     with LocalStack(prefix=prefix, partitions=partitions) as stack:
         bank = stack.workdir / "bank.jsonl"
@@ -103,17 +107,17 @@ def one_size(customers: int, days: int, decoded: int, partitions: int, timeout: 
         bank.unlink()
         say(f"{customers:,} customers x {days} days: {total:,} records replayed")
         runs = {}
-        for store in STORES:
+        for store in stores:
             app_id = f"mem{customers}-{store.split(':')[0]}"
             runs[store] = run_worker(stack, app_id, store, total, decoded, timeout)
     return {"customers": customers, "days": days, "records": total, "runs": runs}
 
 
-def summarize(sizes: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(sizes: list[dict[str, Any]], stores: tuple[str, ...] = STORES) -> dict[str, Any]:
     """Per store: KB per customer at the larger size, slope, and at 1,000,000 (peak and settled)."""
     small, big = sizes
     figures: dict[str, Any] = {}
-    for store in STORES:
+    for store in stores:
         entry: dict[str, Any] = {}
         for which in ("peak_kb", "settled_kb"):
             a, b = small["runs"][store][which], big["runs"][store][which]
@@ -133,11 +137,15 @@ def summarize(sizes: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(
-    sizes: tuple[int, int] = (20_000, 100_000), days: int = 2, partitions: int = 4, timeout: float = 900
+    sizes: tuple[int, int] = (20_000, 100_000),
+    days: int = 2,
+    partitions: int = 4,
+    timeout: float = 900,
+    stores: tuple[str, ...] = STORES,
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {"calibration_s": round(calibration(), 2), "decoded": sizes[0]}
-    figures["sizes"] = [one_size(n, days, sizes[0], partitions, timeout) for n in sizes]
-    figures["stores"] = summarize(figures["sizes"])
+    figures["sizes"] = [one_size(n, days, sizes[0], partitions, timeout, stores) for n in sizes]
+    figures["stores"] = summarize(figures["sizes"], stores)
     figures["calibration_after_s"] = round(calibration(), 2)
     return figures
 
@@ -145,7 +153,14 @@ def measure(
 def rows(figures: dict[str, Any]) -> list[Row]:
     small, big = (s["customers"] for s in figures["sizes"])
     days = figures["sizes"][1]["days"]
-    out: list[Row] = []
+    out: list[Row] = [
+        (
+            "calibration around the worker memory runs (s)",
+            "(info)",
+            f"{figures['calibration_s']:.2f} / {figures['calibration_after_s']:.2f}",
+            None,
+        )
+    ]
     for store, entry in figures["stores"].items():
         peak, settled = entry["peak"], entry["settled"]
         out.append(
@@ -186,11 +201,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs=2, default=[20_000, 100_000])
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--stores", nargs="+", default=list(STORES), choices=STORES)
+    parser.add_argument("--out", default="worker_memory", help="bench/out/<name>.json")
     args = parser.parse_args()
-    figures = measure((args.sizes[0], args.sizes[1]), args.days, args.partitions)
+    figures = measure((args.sizes[0], args.sizes[1]), args.days, args.partitions, stores=tuple(args.stores))
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
-    (out / "worker_memory.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (out / f"{args.out}.json").write_text(json.dumps(figures, indent=2) + "\n")
     for name, target, shown, ok in rows(figures):
         verdict = "" if ok is None else ("pass" if ok else "MISS")
         print(f"{name:<66}{target:>10}{shown:>14}  {verdict}")

@@ -82,8 +82,8 @@ class CustomerStore(MutableMapping[str, Customer]):
             if blob != before:
                 self.loaded[cid] = blob
                 changed.append((cid, blob, before is None))
+        self.trim()  # before the touched are cleared: the caller serves the changed ones decoded
         self.touched.clear()
-        self.trim()
         return changed
 
     def trim(self) -> None:
