@@ -48,7 +48,7 @@ from .commit import Checkpoint, Write
 from .compat import Delivered, changelog_callback, deliver_in_batches, routed_to, tune_fetch
 from .metrics import WorkerMetrics
 from .routing import RoutingCheck
-from .store import CustomerStore, Partition, ShapeMismatch, load_marker, marker_of
+from .store import CustomerStore, Partition, ShapeMismatch, load_marker, marker_of, share_decoded
 from .web import Pages
 
 log = logging.getLogger("tierstream.worker")
@@ -195,6 +195,7 @@ class Worker:
             # previous owner): lag counts from there, also when nothing new arrives.
             part.acked.update(part.applied)
             self.partitions[number] = part
+            share_decoded([p.store for p in self.partitions.values()], self.settings.decoded_customers)
         return part
 
     def _refuse(self, message: str) -> None:
@@ -415,14 +416,7 @@ class Worker:
     def _sweep(self, part: Partition) -> list[Output]:
         """Every customer of the partition up to its clock's day (state not rewritten)."""
         sweep: list[Output] = []
-        part.store.tracking = False
-        try:
-            part.engine.sweep(sweep)
-        finally:
-            part.store.tracking = True
-        # Customers whose boundaries produced outputs are written, so that stored state,
-        # sent outputs and the marker's tier counts agree after a restart.
-        part.store.touched.update(key for topic, key, _ in sweep if topic != DLQ)
+        part.store.sweep(part.engine, sweep)  # marks the customers whose boundaries produced outputs
         self._count_tiers(part, sweep)
         part.swept_day = part.engine.clock_day
         return sweep
