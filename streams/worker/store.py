@@ -66,19 +66,35 @@ class CustomerStore(MutableMapping[str, Customer]):
 
     def take_touched(self, partition: int) -> list[tuple[str, bytes, bool]]:
         """Encode every customer whose state changed: (id, state, first write)."""
+        changed = self.encode_changed(self.take_touched_ids(), partition)
+        self.trim()
+        return changed
+
+    def take_touched_ids(self) -> list[str]:
+        """The customers touched so far, to be encoded by `encode_changed`; later touches
+        go to the next commit."""
+        touched, self.touched = self.touched, set()
+        return list(touched)
+
+    def encode_changed(self, cids: list[str], partition: int) -> list[tuple[str, bytes, bool]]:
+        """Encode these customers and keep those whose state changed: (id, state, first write)."""
         changed = []
-        for cid in self.touched:
-            blob = codec.encode(self.cache[cid], self.specs, partition)
-            before = self.loaded.get(cid)
+        cache, loaded, specs = self.cache, self.loaded, self.specs
+        for cid in cids:
+            blob = codec.encode(cache[cid], specs, partition)
+            before = loaded.get(cid)
             if blob != before:
-                self.loaded[cid] = blob
+                loaded[cid] = blob
                 changed.append((cid, blob, before is None))
-        self.touched.clear()
-        if len(self.cache) > 200_000:  # bound the decoded cache; the table has everything
-            for cid in list(self.cache)[:100_000]:
+        return changed
+
+    def trim(self, limit: int = 200_000) -> None:
+        """Bound the decoded cache (the table has everything), keeping every customer
+        touched and not yet encoded."""
+        if len(self.cache) > limit:
+            for cid in [cid for cid in list(self.cache)[: limit // 2] if cid not in self.touched]:
                 del self.cache[cid]
                 del self.loaded[cid]
-        return changed
 
     def load_ids(
         self,

@@ -119,3 +119,30 @@ def test_load_counts_tiers_and_segments_from_the_states_and_moves_follow(rules: 
     assert part.segment_counts[("grid", "中价值/低活跃")] == 2
     assert part.segment_counts[("rfm", "R1F1M1")] == 1
     assert not part.engine.evaluator.segment_moves  # drained
+
+
+def test_customers_touched_after_a_commit_took_its_ids_go_to_the_next_one(rules: Rules) -> None:
+    """A commit fixes its customers when it starts and encodes them later, while the
+    merge goes on touching customers."""
+    table: dict[bytes, bytes] = {}
+    store = partition(rules, table).store
+    ledger = partition(rules, table).engine.ledger
+    store["c1"] = ledger.new_customer(19675, 0)
+    taken = store.take_touched_ids()
+    store["c2"] = ledger.new_customer(19675, 0)
+    assert taken == ["c1"] and store.touched == {"c2"}
+    assert [cid for cid, _, new in store.encode_changed(taken, 3) if new] == ["c1"]
+    assert [cid for cid, _, _ in store.take_touched(3)] == ["c2"]
+
+
+def test_trimming_the_cache_keeps_customers_not_yet_encoded(rules: Rules) -> None:
+    table: dict[bytes, bytes] = {}
+    store = partition(rules, table).store
+    ledger = partition(rules, table).engine.ledger
+    for cid in "abcdef":
+        store[cid] = ledger.new_customer(19675, 0)
+    store.encode_changed(store.take_touched_ids(), 3)
+    store["a"].tier_since = 1  # changed again after the commit took its ids
+    store.trim(limit=4)  # over the limit: the oldest half goes, a and b
+    assert set(store.cache) == set("acdef"), "b is dropped (encoded); a waits for the next commit"
+    assert [cid for cid, _, _ in store.take_touched(3)] == ["a"]
