@@ -81,12 +81,17 @@ class Checkpoint:
         """A commit is still encoding or writing (the next one would wait for it)."""
         return self.committing is not None and not self.committing.done()
 
-    def due(self, interval_ms: int, max_records: int) -> bool:
+    def due(self, interval_ms: int, max_records: int, behind: bool = False) -> bool:
         """Time for a commit, and none in flight: the merge applies on meanwhile rather
-        than waiting (the one in flight may still be encoding)."""
+        than waiting (the one in flight may still be encoding). `behind` (a backlog of at
+        least `max_records` waits): commit by records only, since a commit writes each
+        customer changed since the last one, and a backlog touches the same ones again
+        and again (a live flow is committed every interval, for Redis and the lag)."""
         if self.in_flight:
             return False
-        return self.uncommitted_records >= max_records or self.interval_over(interval_ms)
+        if self.uncommitted_records >= max_records:
+            return True
+        return not behind and self.interval_over(interval_ms)
 
     async def commit(self) -> None:
         """Fix what was applied (changed customers, markers) now, and write it in the

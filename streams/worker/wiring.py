@@ -287,9 +287,12 @@ class Worker:
         if self.buffered:
             await self.pump()
             self._warn_unfetched(time.monotonic())
-        if self.checkpoint.pending and not self.checkpoint.in_flight:
+        checkpoint = self.checkpoint
+        if checkpoint.pending and not checkpoint.in_flight:
             async with self.lock:
-                if self.checkpoint.interval_over(self.settings.commit_interval_ms):
+                settings = self.settings
+                max_records = settings.commit_max_records
+                if checkpoint.due(settings.commit_interval_ms, max_records, self.backlog() >= max_records):
                     await self.checkpoint.commit()
         if self.serving.needs_refresh:
             await self.refresh_serving()
@@ -359,6 +362,18 @@ class Worker:
 
         return high
 
+    def backlog(self) -> int:
+        """Records known to wait: buffered for the merge, or on the broker past what was
+        received (from the high watermarks of the last fetches)."""
+        waiting = self.buffered
+        for part in self.partitions.values():
+            high = self.highwater_of(part.number)
+            for topic in self.topics:
+                h = high(topic)
+                if h is not None:
+                    waiting += max(0, h - part.received.get(topic, part.applied.get(topic, -1)) - 1)
+        return waiting
+
     async def pump(self) -> None:
         """Release what is safe, apply it and send its outputs; commit when it is time."""
         async with self.lock:
@@ -381,7 +396,8 @@ class Worker:
                     await self._apply(work)
                     self.buffered -= released
                     checkpoint.applied(work)
-                if checkpoint.due(settings.commit_interval_ms, settings.commit_max_records):
+                max_records = settings.commit_max_records
+                if checkpoint.due(settings.commit_interval_ms, max_records, self.backlog() >= max_records):
                     await checkpoint.commit()
                 if released < settings.batch_size:
                     return

@@ -244,3 +244,11 @@ def test_no_commit_is_due_while_one_is_in_flight() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [True, False, False, True]
+
+
+@pytest.mark.parametrize(("records", "elapsed", "due"), [(99, 10.0, False), (100, 0.0, True)])
+def test_behind_a_backlog_a_commit_is_due_by_records_only(records: int, elapsed: float, due: bool) -> None:
+    h = Harness()
+    h.checkpoint.uncommitted_records = records
+    h.now = elapsed
+    assert h.checkpoint.due(interval_ms=100, max_records=100, behind=True) is due
