@@ -18,6 +18,7 @@ import redis.exceptions
 from ..engine.ledger import Customer
 from ..engine.partition import PartitionEngine
 from ..engine.rules import Rules
+from ..engine.timeutil import wall_clock_us
 from ..serving import CUSTOMER_KEY, EPOCH_KEY, TIER_COUNTS_KEY, customer_fields, redis_client
 from ..settings import Settings
 from .metrics import WorkerMetrics
@@ -70,11 +71,11 @@ class RedisServing:
             await asyncio.sleep(self.interval)
             await self.flush()
 
-    def fields(self, pending: Pending) -> dict[str, str]:
+    def fields(self, pending: Pending, updated_at: str | None = None) -> dict[str, str]:
         if isinstance(pending, dict):
             return pending
         engine, c = pending
-        return customer_fields(engine, c, self.rules)
+        return customer_fields(engine, c, self.rules, updated_at)
 
     async def flush(self) -> bool:
         """Write what is pending: customer hashes in pipelines of FLUSH_SLICE (a
@@ -86,9 +87,12 @@ class RedisServing:
         try:
             items = list(batch.items())
             for start in range(0, len(items), FLUSH_SLICE):
+                now: str | None = None  # one updated_at per pipeline
                 async with self.client.pipeline(transaction=False) as pipe:
                     for cid, noted in items[start : start + FLUSH_SLICE]:
-                        fields = written[cid] = self.fields(noted)
+                        if now is None and not isinstance(noted, dict):
+                            now = noted[0].calendar.isoformat(wall_clock_us())
+                        fields = written[cid] = self.fields(noted, now)
                         pipe.hset(CUSTOMER_KEY.format(cid), mapping=fields)  # type: ignore[arg-type]
                     await pipe.execute()
             async with self.client.pipeline(transaction=False) as pipe:
