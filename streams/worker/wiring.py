@@ -607,11 +607,14 @@ class Worker:
                 engine = part.engine
                 if engine.clock is None:
                     continue
-                day_before = engine.clock_day
+                day_before, clock_before = engine.clock_day, engine.clock
                 engine.advance_clock(instant)
                 if engine.clock_day != day_before or part.swept_day != engine.clock_day:
                     with routed_to(part.number, self.topics[0]):
                         outputs.extend((o, None) for o in self._sweep(part))
-                self.checkpoint.moved[part.number] = part
+                    self.checkpoint.moved[part.number] = part
+                elif engine.clock != clock_before:
+                    self.checkpoint.moved[part.number] = part
+            # Committed by the merge tick within the commit interval: waiting here for a
+            # commit in flight (its broker round trips) held every partition back, every tick.
             await self._send_outputs(outputs)
-            await self.checkpoint.commit()
