@@ -129,11 +129,13 @@ class Run:
         self.dir = lab.workdir / name
         self.dir.mkdir()
         self.redis: Proc = start_redis(self.dir)
+        run_id = uuid4().hex[:6]
         fields: dict[str, Any] = {
             "broker_url": lab.broker.url,
             "redis_url": self.redis.url,
-            "topic_prefix": f"{name}.",
-            "app_id": f"chaos-{name}-{uuid4().hex[:6]}",
+            # unique on a shared broker: a scenario run twice must not read the first run's topics
+            "topic_prefix": f"{name}-{run_id}.",
+            "app_id": f"chaos-{name}-{run_id}",
             "partitions": PARTITIONS,
             "live_clock": False,
             "web_port": free_port(),
