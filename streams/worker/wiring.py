@@ -528,7 +528,6 @@ class Worker:
                 if start:
                     await asyncio.sleep(0)  # let the merge apply what arrived meanwhile
                 changed += part.store.encode_changed(cids[start : start + ENCODE_SLICE], part.number)
-            part.store.trim()
             with routed_to(part.number, self.topics[0]):
                 data = self.table.data
                 for cid, blob, new in changed:
@@ -540,6 +539,7 @@ class Worker:
             cache = part.store.cache
             self.serving.note_customers(part.engine, [(cid, cache[cid]) for cid, _, _ in changed], held=True)
             self.serving.note_counts(part.number, part.tier_counts)
+            part.store.trim()  # after the noting: it may drop customers just encoded
         for tier in self.rules.tier_ids:
             self.metrics.customers.labels(tier=tier).set(
                 sum(p.tier_counts.get(tier, 0) for p in self.partitions.values())
