@@ -313,6 +313,12 @@ def main() -> None:
             ("staleness: tierstream (p99) vs nightly batch", "(info)", f"{lat['latency_p99_ms']} ms", None)
         )
     rows.append(("staleness: nightly batch", "(info)", "up to 24 h + run", None))
+    if not args.skip_worker:  # worker RSS per customer, memory:// and rocksdb:// (issue 13)
+        from bench import worker_memory
+
+        memory = worker_memory.measure((2000, 10_000) if quick else (20_000, 100_000), 2)
+        results["worker_memory"] = memory
+        rows += worker_memory.rows(memory)
 
     results["seconds"] = round(time.perf_counter() - started)
     results["rows"] = [{"figure": n, "target": t, "measured": m, "pass": ok} for n, t, m, ok in rows]

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     commit_max_records: int = Field(
         20_000, ge=1, description="commit sooner once this many applied records are uncommitted"
     )
+    decoded_customers: int = Field(
+        50_000,
+        ge=1,
+        description="customers a worker keeps decoded (~3 KB each), shared evenly among its partitions; "
+        "the others stay encoded in the table (~0.7 KB) and are decoded again when a record or a "
+        "day-boundary sweep reads them",
+    )
     loglevel: str = Field("WARNING", description="worker log level (INFO shows table recovery)")
     sweep_interval_seconds: float = Field(5.0, gt=0, description="live clock and day-boundary sweep period")
     engine_build: Literal["auto", "pure", "compiled"] = Field(

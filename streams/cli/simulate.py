@@ -70,12 +70,11 @@ def simulate(
     ] = DEFAULT_DECODED,
 ) -> None:
     """Run the engine over an event file, with no broker; outputs as an event file."""
-    from ..engine.evaluate import Output
     from ..engine.partition import PartitionEngine
     from ..safeio import Output as Out
     from ..safeio import atomic_path
     from ..tools.eventfile import check_event_file, progress_lines
-    from ..tools.simulate import max_line_bytes, output_line, read_lines
+    from ..tools.simulate import LineWriter, max_line_bytes, read_lines
     from ..tools.simulate import simulate as run
     from ..tools.simulate import stats as summarize
 
@@ -98,11 +97,12 @@ def simulate(
         stats_tmp = stack.enter_context(atomic_path(stats_file)) if stats_file is not None else None
         sink = _open_out(out, stack)
 
-        def emit(output: Output) -> None:
-            sink.write(output_line(output))
-
+        writer = LineWriter(sink)
         lines = progress_lines(read_lines(source, max_line_bytes(loaded)), source, "simulate")
-        engine = run(loaded, lines, emit, until=until_us, wall=wall_clock_us, engine=engine, decoded=decoded)
+        engine = run(
+            loaded, lines, writer.emit, until=until_us, wall=wall_clock_us, engine=engine, decoded=decoded
+        )
+        writer.close()
         if export_dir is not None:
             _export_engine(engine, loaded, export_dir)
         summary = summarize(engine)

@@ -13,16 +13,7 @@ from typing import Any
 
 import orjson
 
-
-class JsonNumber(Decimal):
-    """A JSON number with its original text."""
-
-    text: str
-
-    def __new__(cls, text: str) -> JsonNumber:
-        self = super().__new__(cls, text)
-        self.text = text
-        return self
+from .jsonnumber import JsonNumber as JsonNumber  # its own module: mypyc cannot compile it
 
 
 class NotJson(ValueError):

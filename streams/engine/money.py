@@ -21,6 +21,13 @@ class AmountError(ValueError):
 
 def text_to_fen(text: str) -> int:
     """Decimal text (no exponent) to fen; refuses sub-fen precision."""
+    # The common wire shape first, "1234.56": ASCII digits (isdigit() on ASCII is exactly
+    # [0-9]), a point, two decimals; the same fen the grammar below gives, without it.
+    point = len(text) - 3
+    if point > 0 and text[point] == "." and text.isascii():
+        digits = text[:point] + text[point + 1 :]
+        if digits.isdigit():
+            return int(digits)
     m = _WIRE_AMOUNT.match(text)
     if m is None:
         raise AmountError(f"{text!r} is not a decimal amount like '1234.56'")

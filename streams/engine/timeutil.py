@@ -17,6 +17,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 #: Offsets change only on quarter-hour instants in every zone tzdata knows.
 _OFFSET_BUCKET_US = 900 * US_PER_SECOND
+#: isoformat writes instants in years 1900-9000 itself (datetime's range with a margin)
+_FIRST_US = (date(1900, 1, 1).toordinal() - _EPOCH_ORDINAL) * US_PER_DAY
+_LAST_US = (date(9000, 1, 1).toordinal() - _EPOCH_ORDINAL) * US_PER_DAY
 
 #: the wire grammar of a timestamp (SPEC §2): date, hour, minute, second, fraction, offset
 #: (None: naive, which parse_instant refuses). The one copy the shell uses.
@@ -26,6 +29,8 @@ WIRE_TIMESTAMP = re.compile(
 #: Parsed dates and offsets: a stream repeats the same few of each.
 _DAYS: dict[str, int] = {}
 _OFFSETS: dict[str, int] = {"Z": 0}
+#: "YYYY-MM-DDTHH" + offset -> the instant that hour starts, for 25-character timestamps
+_HOURS: dict[str, int] = {}
 
 
 class TimestampError(ValueError):
@@ -38,6 +43,16 @@ class TimestampError(ValueError):
 
 def parse_instant(text: str) -> int:
     """RFC 3339 text with an offset to epoch microseconds (fraction truncated to us)."""
+    # The common shape, "2026-03-01T09:30:00+08:00": an hour the grammar below already
+    # parsed (same date, hour and offset) plus minutes and seconds checked here.
+    if len(text) == 25:
+        hour_start = _HOURS.get(text[:13] + text[19:])
+        if hour_start is not None and text[13] == ":" and text[16] == ":":
+            mi_text, se_text = text[14:16], text[17:19]
+            if mi_text.isascii() and mi_text.isdigit() and se_text.isascii() and se_text.isdigit():
+                mi, se = int(mi_text), int(se_text)
+                if mi <= 59 and se <= 59:
+                    return hour_start + (mi * 60 + se) * US_PER_SECOND
     m = WIRE_TIMESTAMP.match(text)
     if m is None:
         raise TimestampError(f"{text!r} is not a timestamp like 2026-03-01T09:30:00+08:00")
@@ -63,6 +78,8 @@ def parse_instant(text: str) -> int:
         offset_seconds = (oh * 3600 + om * 60) * (-1 if offset[0] == "-" else 1)
         _OFFSETS[offset] = offset_seconds
     seconds = days * 86_400 + h * 3600 + mi * 60 + se - offset_seconds
+    if frac is None and len(text) == 25 and len(_HOURS) < 100_000:  # "+HH:MM" offsets
+        _HOURS[text[:13] + text[19:]] = (seconds - mi * 60 - se) * US_PER_SECOND
     if frac:
         return seconds * US_PER_SECOND + int(frac[:6].ljust(6, "0"))
     return seconds * US_PER_SECOND
@@ -76,6 +93,8 @@ class Calendar:
         self.tz = ZoneInfo(tz_name)
         self._offsets: dict[int, int] = {}
         self._boundaries: dict[int, int] = {}
+        self._day_texts: dict[int, str] = {}
+        self._offset_texts: dict[int, str] = {}
 
     def offset_us(self, instant: int) -> int:
         bucket = instant // _OFFSET_BUCKET_US
@@ -106,7 +125,25 @@ class Calendar:
 
     def isoformat(self, instant: int) -> str:
         """As Python's isoformat writes it: six fraction digits only when non-zero."""
-        return self.to_datetime(instant).isoformat()
+        offset = self.offset_us(instant)
+        if offset % 60_000_000 or not _FIRST_US <= instant < _LAST_US:  # seconds in the offset, or far dates
+            return self.to_datetime(instant).isoformat()
+        day, of_day = divmod(instant + offset, US_PER_DAY)
+        prefix = self._day_texts.get(day)
+        if prefix is None:
+            prefix = f"{self.day_text(day)}T"
+            if len(self._day_texts) < 100_000:
+                self._day_texts[day] = prefix
+        suffix = self._offset_texts.get(offset)
+        if suffix is None:
+            hours, minutes = divmod(abs(offset) // 60_000_000, 60)
+            suffix = self._offset_texts[offset] = f"{'-' if offset < 0 else '+'}{hours:02d}:{minutes:02d}"
+        seconds, micro = divmod(of_day, US_PER_SECOND)
+        minutes, second = divmod(seconds, 60)
+        hour, minute = divmod(minutes, 60)
+        if micro:
+            return f"{prefix}{hour:02d}:{minute:02d}:{second:02d}.{micro:06d}{suffix}"
+        return f"{prefix}{hour:02d}:{minute:02d}:{second:02d}{suffix}"
 
     @staticmethod
     def day_text(day: int) -> str:

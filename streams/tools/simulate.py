@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from ..engine import decode as d
+from ..engine import feed
 from ..engine.evaluate import Output
-from ..engine.jsonio import NotJson, dumps_compact, loads
-from ..engine.packed import DEFAULT_DECODED, PackedCustomers
+from ..engine.jsonio import NotJson, loads
+from ..engine.packed import DEFAULT_DECODED
 from ..engine.partition import PartitionEngine
 from ..engine.rules import Rules
 from ..engine.timeutil import TimestampError, parse_instant
@@ -80,75 +81,7 @@ def feed_line(engine: PartitionEngine, number: int, line: bytes) -> list[Output]
     """One event-file line through the engine, exactly as the broker record it names."""
     if isinstance(line, OverlongLine):
         return _overlong(engine, number, line)
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return [
-            engine.dead_letter(
-                None, 0, number, None, line, d.INVALID_JSON, f"line is not UTF-8: {exc.reason}"
-            )
-        ]
-    try:
-        doc = loads(text)
-    except NotJson as exc:
-        return [engine.dead_letter(None, 0, number, None, line, d.INVALID_JSON, f"line is not JSON: {exc}")]
-    topic = doc.get("topic") if isinstance(doc, dict) else None
-    if not isinstance(doc, dict) or topic not in d.INPUT_TOPICS or "value" not in doc:
-        value = doc.get("value") if isinstance(doc, dict) else None
-        payload = (
-            value.encode("utf-8")
-            if isinstance(value, str)
-            else dumps_compact(value).encode("utf-8")
-            if value is not None
-            else line
-        )
-        limit = engine.rules.max_record_bytes
-        error, detail = (
-            (d.OVERSIZE, f"record of {len(payload)} bytes exceeds max_record_bytes {limit}")
-            if len(payload) > limit
-            else (
-                d.SCHEMA_VIOLATION,
-                f"the line names no input topic ({', '.join(d.INPUT_TOPICS)}) with a value",
-            )
-        )
-        return [
-            engine.dead_letter(
-                topic if isinstance(topic, str) else None,
-                0,
-                number,
-                d.guess_customer(value),
-                payload,
-                error,
-                detail,
-            )
-        ]
-    value = doc["value"]
-    if isinstance(value, str):
-        # A lone surrogate ("\ud800") is not UTF-8: keep its bytes, as a broken producer
-        # would send them, so the record is dead-lettered rather than crashing the run.
-        return engine.process_payload(
-            topic, value.encode("utf-8", "surrogatepass"), partition=0, offset=number, key=d.guess_key(value)
-        )
-
-    def compact() -> bytes:
-        return dumps_compact(value).encode("utf-8")
-
-    # The compact form is never longer than the line, so most lines need no re-encoding.
-    if len(line) > engine.rules.max_record_bytes:
-        raw = compact()
-        if len(raw) > engine.rules.max_record_bytes:
-            return [
-                engine.dead_letter(
-                    topic,
-                    0,
-                    number,
-                    d.guess_customer(value),
-                    raw,
-                    d.OVERSIZE,
-                    f"record of {len(raw)} bytes exceeds max_record_bytes {engine.rules.max_record_bytes}",
-                )
-            ]
-    return engine.process_value(topic, value, compact, partition=0, offset=number)
+    return feed.feed_line(engine, number, line)
 
 
 def simulate(
@@ -174,11 +107,7 @@ def simulate(
 
     engine.flush = flush  # a sweep's outputs go out as they come
     try:
-        for number, line in lines:
-            for output in feed_line(engine, number, line):
-                emit(output)
-            if type(engine.customers) is dict and len(engine.customers) > decoded:
-                engine.customers = PackedCustomers(engine.ledger.layout, decoded, engine.customers)
+        feed.feed_lines(engine, lines, emit, feed_line, decoded)
         if until is not None:
             for output in engine.advance_clock(until):
                 emit(output)
@@ -187,9 +116,36 @@ def simulate(
     return engine
 
 
+#: json.dumps(..., ensure_ascii=False) builds an encoder per call; this one is the same
+#: encoder, built once (the same text: default separators, non-ASCII kept).
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def output_line(output: Output) -> str:
     topic, _, value = output
-    return json.dumps({"topic": topic, "value": value}, ensure_ascii=False) + "\n"
+    return _ENCODE({"topic": topic, "value": value}) + "\n"
+
+
+class LineWriter:
+    """Output lines to a text file in batches (one write per `batch` lines); `close`
+    writes the rest."""
+
+    def __init__(self, sink: IO[str], batch: int = 256) -> None:
+        self.sink = sink
+        self.batch = batch
+        self.lines: list[str] = []
+
+    def emit(self, output: Output) -> None:
+        lines = self.lines
+        lines.append(output_line(output))
+        if len(lines) >= self.batch:
+            self.sink.write("".join(lines))
+            lines.clear()
+
+    def close(self) -> None:
+        if self.lines:
+            self.sink.write("".join(self.lines))
+            self.lines.clear()
 
 
 def stats(engine: PartitionEngine) -> dict[str, Any]:

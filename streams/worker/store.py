@@ -10,26 +10,37 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import orjson
 
-from ..contract import MARKER_PREFIX, marker_key, marker_value
+from ..contract import DLQ, MARKER_PREFIX, marker_key, marker_value
 from ..engine import codec
+from ..engine.evaluate import Output
 from ..engine.ledger import Customer, SeriesSpec
 from ..engine.partition import PartitionEngine
 from ..engine.rules import SEGMENT_NAMES
 
+#: customers a sweep catches up between two trims of the decoded cache
+SWEEP_SLICE = 5_000
+
 
 class CustomerStore(MutableMapping[str, Customer]):
-    """Decoded customers of one partition over the Faust table (write-back cache)."""
+    """Decoded customers of one partition over the Faust table (write-back cache).
 
-    def __init__(self, table: Any, specs: tuple[SeriesSpec, ...]) -> None:
+    At most `limit` customers stay decoded past a commit or a slice of a sweep (the oldest
+    read are dropped first); the table holds every customer encoded."""
+
+    def __init__(self, table: Any, specs: tuple[SeriesSpec, ...], limit: int = 50_000) -> None:
         self.table = table
         self.specs = specs
+        self.limit = limit
         self.cache: dict[str, Customer] = {}
         self.loaded: dict[str, bytes | None] = {}  # bytes as read, to skip unchanged writes
         self.touched: set[str] = set()
+        #: taken by the commit in flight and not yet encoded and served: never dropped
+        self.encoding: set[str] = set()
         self.ids: set[str] = set()
         #: off during sweeps: boundary catch-up is a pure function of the stored state
         #: and the day, so an older stored state catches up to the same result later.
@@ -67,13 +78,15 @@ class CustomerStore(MutableMapping[str, Customer]):
     def take_touched(self, partition: int) -> list[tuple[str, bytes, bool]]:
         """Encode every customer whose state changed: (id, state, first write)."""
         changed = self.encode_changed(self.take_touched_ids(), partition)
-        self.trim()
+        self.trim()  # before the encoding set is cleared: the caller serves the changed ones decoded
+        self.encoding.clear()
         return changed
 
     def take_touched_ids(self) -> list[str]:
         """The customers touched so far, to be encoded by `encode_changed`; later touches
-        go to the next commit."""
+        go to the next commit. They stay decoded (`encoding`) until `finish_encoding`."""
         touched, self.touched = self.touched, set()
+        self.encoding |= touched
         return list(touched)
 
     def encode_changed(self, cids: list[str], partition: int) -> list[tuple[str, bytes, bool]]:
@@ -88,13 +101,42 @@ class CustomerStore(MutableMapping[str, Customer]):
                 changed.append((cid, blob, before is None))
         return changed
 
-    def trim(self, limit: int = 200_000) -> None:
-        """Bound the decoded cache (the table has everything), keeping every customer
-        touched and not yet encoded."""
-        if len(self.cache) > limit:
-            for cid in [cid for cid in list(self.cache)[: limit // 2] if cid not in self.touched]:
-                del self.cache[cid]
-                del self.loaded[cid]
+    def finish_encoding(self) -> None:
+        """The commit's customers are encoded and served: they may be dropped now."""
+        self.encoding.clear()
+        self.trim()
+
+    def trim(self) -> None:
+        """Drop the oldest decoded customers past `limit`, never one touched since the last
+        commit (its state is not written yet). An untouched one equals its stored state, or
+        differs only by a sweep's catch-up, which is a pure function of that state and the
+        day (and one whose catch-up produced outputs is marked touched)."""
+        excess = len(self.cache) - self.limit
+        if excess <= 0:
+            return
+        touched, encoding = self.touched, self.encoding
+        cache, loaded = self.cache, self.loaded
+        kept = (cid for cid in cache if cid not in touched and cid not in encoding)
+        for cid in list(islice(kept, excess)):
+            del cache[cid]
+            del loaded[cid]
+
+    def sweep(self, engine: PartitionEngine, out: list[Output]) -> None:
+        """Catch every customer up to the engine's clock day (`engine.sweep`'s order), a
+        slice at a time: customers whose catch-up produced outputs are marked touched (they
+        are written at the next commit, so stored state, sent outputs and the marker's tier
+        counts agree after a restart), the others are dropped past `limit` as the sweep goes,
+        so a sweep does not hold the whole partition decoded."""
+        self.tracking = False
+        try:
+            ids = sorted(self.ids)
+            for start in range(0, len(ids), SWEEP_SLICE):
+                before = len(out)
+                engine.sweep(out, ids[start : start + SWEEP_SLICE])
+                self.touched.update(key for topic, key, _ in out[before:] if topic != DLQ and key)
+                self.trim()
+        finally:
+            self.tracking = True
 
     def load_ids(
         self,
@@ -195,3 +237,10 @@ def marker_of(part: Partition, shape: dict[str, Any], topic_index: dict[str, int
     engine = part.engine
     offsets = {topic_index[t]: o for t, o in part.applied.items()}
     return marker_value(shape, engine.clock, engine.clock_day, part.swept_day, part.tier_counts, offsets)
+
+
+def share_decoded(stores: list[CustomerStore], total: int) -> None:
+    """Split the worker's decoded-customer budget (`decoded_customers`) evenly among the
+    stores of the partitions it holds."""
+    for store in stores:
+        store.limit = max(1, total // max(1, len(stores)))

@@ -56,7 +56,7 @@ from .commit import Checkpoint, Encode, Write
 from .compat import Delivered, changelog_callback, deliver_in_batches, routed_to, send_batches, tune_fetch
 from .metrics import WorkerMetrics
 from .routing import RoutingCheck
-from .store import CustomerStore, Partition, ShapeMismatch, load_marker
+from .store import CustomerStore, Partition, ShapeMismatch, load_marker, share_decoded
 from .web import Pages
 
 log = logging.getLogger("tierstream.worker")
@@ -209,6 +209,7 @@ class Worker:
             # previous owner): lag counts from there, also when nothing new arrives.
             part.acked.update(part.applied)
             self.partitions[number] = part
+            share_decoded([p.store for p in self.partitions.values()], self.settings.decoded_customers)
         return part
 
     def _refuse(self, message: str) -> None:
@@ -445,14 +446,7 @@ class Worker:
     def _sweep(self, part: Partition) -> list[Output]:
         """Every customer of the partition up to its clock's day (state not rewritten)."""
         sweep: list[Output] = []
-        part.store.tracking = False
-        try:
-            part.engine.sweep(sweep)
-        finally:
-            part.store.tracking = True
-        # Customers whose boundaries produced outputs are written, so that stored state,
-        # sent outputs and the marker's tier counts agree after a restart.
-        part.store.touched.update(key for topic, key, _ in sweep if topic != DLQ)
+        part.store.sweep(part.engine, sweep)  # marks the customers whose boundaries produced outputs
         self._count_tiers(part, sweep)
         part.swept_day = part.engine.clock_day
         return sweep
@@ -539,7 +533,7 @@ class Worker:
             cache = part.store.cache
             self.serving.note_customers(part.engine, [(cid, cache[cid]) for cid, _, _ in changed], held=True)
             self.serving.note_counts(part.number, part.tier_counts)
-            part.store.trim()  # after the noting: it may drop customers just encoded
+            part.store.finish_encoding()  # after the noting: it may drop customers just encoded
         for tier in self.rules.tier_ids:
             self.metrics.customers.labels(tier=tier).set(
                 sum(p.tier_counts.get(tier, 0) for p in self.partitions.values())

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import io
 from collections import deque
 
 import pytest
 
 from tierstream.contract import marker_key
 from tierstream.engine import codec
-from tierstream.engine.evaluate import series_specs
+from tierstream.engine.evaluate import Output, series_specs
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import Rules, load_rules
-from tierstream.worker.store import CustomerStore, Partition, ShapeMismatch, load_marker, marker_of
+from tierstream.tools.generate import generate_events, write_events
+from tierstream.tools.simulate import feed_line
+from tierstream.worker import store as store_module
+from tierstream.worker.store import (
+    CustomerStore,
+    Partition,
+    ShapeMismatch,
+    load_marker,
+    marker_of,
+    share_decoded,
+)
 
 TOPICS = {"t.balances": 0, "t.transactions": 1, "t.profiles": 2}
 
@@ -135,14 +146,93 @@ def test_customers_touched_after_a_commit_took_its_ids_go_to_the_next_one(rules:
     assert [cid for cid, _, _ in store.take_touched(3)] == ["c2"]
 
 
-def test_trimming_the_cache_keeps_customers_not_yet_encoded(rules: Rules) -> None:
+def test_trimming_keeps_customers_a_commit_took_until_it_has_encoded_and_served_them(rules: Rules) -> None:
+    """A commit encodes in slices while the merge and sweeps go on (and trim)."""
     table: dict[bytes, bytes] = {}
     store = partition(rules, table).store
     ledger = partition(rules, table).engine.ledger
     for cid in "abcdef":
         store[cid] = ledger.new_customer(19675, 0)
-    store.encode_changed(store.take_touched_ids(), 3)
+    taken = store.take_touched_ids()
+    store.limit = 2
+    store.trim()  # mid-commit: nothing taken is dropped
+    assert set(store.cache) == set("abcdef")
+    store.encode_changed(taken, 3)
     store["a"].tier_since = 1  # changed again after the commit took its ids
-    store.trim(limit=4)  # over the limit: the oldest half goes, a and b
-    assert set(store.cache) == set("acdef"), "b is dropped (encoded); a waits for the next commit"
+    store.finish_encoding()
+    assert set(store.cache) == {"a", "f"}, "a waits for the next commit; the oldest others go"
     assert [cid for cid, _, _ in store.take_touched(3)] == ["a"]
+
+
+def _bank(customers: int, days: int) -> list[bytes]:
+    text = io.StringIO()
+    write_events(generate_events(customers, days, seed=3, usd=False), text)
+    return text.getvalue().encode("utf-8").splitlines()
+
+
+def _run(
+    rules: Rules, lines: list[bytes], limit: int
+) -> tuple[list[Output], dict[bytes, bytes], CustomerStore]:
+    """The worker's cycle over a dict table: records, a sweep when the day moves, a commit
+    every 40 records (changed states written, the cache trimmed)."""
+    table: dict[bytes, bytes] = {}
+    engine = PartitionEngine(rules, eager=False)
+    store = CustomerStore(table, engine.ledger.specs, limit=limit)
+    engine.customers = store
+    outputs: list[Output] = []
+
+    def commit() -> None:
+        for cid, blob, _ in store.take_touched(0):
+            table[cid.encode()] = blob
+            assert store.cache[cid] is not None  # the worker serves the changed ones to Redis
+
+    for number, line in enumerate(lines):
+        day_before = engine.clock_day
+        outputs += feed_line(engine, number, line)
+        if day_before is not None and engine.clock_day != day_before:
+            swept: list[Output] = []
+            store.sweep(engine, swept)
+            outputs += swept
+        if number % 40 == 39:
+            commit()
+    commit()
+    return outputs, table, store
+
+
+def test_a_small_decoded_cache_gives_the_same_outputs_and_states(
+    rules: Rules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Customers dropped from the cache (after commits and between a sweep's slices) are
+    read back from the table: nothing a touched customer changed is lost."""
+    lines = _bank(40, 4)
+    everything, table, _ = _run(rules, lines, limit=10**6)
+    monkeypatch.setattr(store_module, "SWEEP_SLICE", 3)
+    bounded, bounded_table, store = _run(rules, lines, limit=4)
+    assert len(everything) > 100
+    assert bounded == everything
+    assert bounded_table == table
+    store.take_touched(0)  # the last commit's changed customers go at the next trim
+    assert len(store.cache) <= 4 < len(store.ids)
+
+
+def test_trim_drops_the_oldest_untouched_customers(rules: Rules) -> None:
+    table: dict[bytes, bytes] = {}
+    part = partition(rules, table)
+    store, ledger = part.store, part.engine.ledger
+    for cid in ("a", "b", "c", "d"):
+        table[cid.encode()] = codec.encode(ledger.new_customer(19675, 0), store.specs, 3)
+        _ = store[cid]
+    store.take_touched(3)
+    _ = store["a"]  # touched again: kept however old
+    store.limit = 2
+    store.trim()
+    assert list(store.cache) == ["a", "d"] and set(store.loaded) == {"a", "d"}
+    assert store["b"].tier == 0  # read back from the table
+
+
+def test_the_decoded_budget_is_shared_among_the_partitions(rules: Rules) -> None:
+    stores = [partition(rules, {}, n).store for n in range(3)]
+    share_decoded(stores, 50_000)
+    assert [s.limit for s in stores] == [16_666] * 3
+    share_decoded(stores[:1], 50_000)
+    assert stores[0].limit == 50_000
