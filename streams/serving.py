@@ -24,8 +24,11 @@ TIER_COUNTS_KEY = "tierstream:tier_counts"
 EPOCH_KEY = "tierstream:epoch"
 
 
-def customer_fields(engine: PartitionEngine, c: Customer, rules: Rules) -> dict[str, str]:
-    """The hash SPEC §7 serves for one customer."""
+def customer_fields(
+    engine: PartitionEngine, c: Customer, rules: Rules, updated_at: str | None = None
+) -> dict[str, str]:
+    """The hash SPEC §7 serves for one customer; `updated_at` (now when not given) lets a
+    batch of customers share one timestamp text."""
     ev = engine.evaluator
     cal = engine.calendar
     fields = {
@@ -33,7 +36,7 @@ def customer_fields(engine: PartitionEngine, c: Customer, rules: Rules) -> dict[
         "since": cal.isoformat(c.tier_since),
         "aum": format_fen(ev.getters["aum"](c)),
         **ev.serving_segments(c),
-        "updated_at": cal.isoformat(wall_clock_us()),
+        "updated_at": updated_at if updated_at is not None else cal.isoformat(wall_clock_us()),
         "rules_version": rules.version,
     }
     main = rules.main_metric()

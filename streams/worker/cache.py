@@ -18,11 +18,16 @@ import redis.exceptions
 from ..engine.ledger import Customer
 from ..engine.partition import PartitionEngine
 from ..engine.rules import Rules
+from ..engine.timeutil import wall_clock_us
 from ..serving import CUSTOMER_KEY, EPOCH_KEY, TIER_COUNTS_KEY, customer_fields, redis_client
 from ..settings import Settings
 from .metrics import WorkerMetrics
 
 log = logging.getLogger("tierstream.serving")
+#: customer hashes per pipeline: a flush yields to the event loop between them
+FLUSH_SLICE = 500
+#: a customer waiting to be written: its fields, or where to read them
+Pending = dict[str, str] | tuple[PartitionEngine, Customer]
 
 
 class RedisServing:
@@ -38,16 +43,24 @@ class RedisServing:
         self.settings = settings
         self.rules = rules
         self.metrics = metrics
-        self.pending: dict[str, dict[str, str]] = {}
+        #: customer id -> its fields, or (its engine, the customer) to read them from
+        self.pending: dict[str, Pending] = {}
         self.pending_counts: dict[int, dict[str, int]] = {}
         self.needs_refresh = False
         self.client = redis_client(settings, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.interval = 0.2
 
-    def note_customers(self, engine: PartitionEngine, customers: list[tuple[str, Customer]]) -> None:
+    def note_customers(
+        self, engine: PartitionEngine, customers: list[tuple[str, Customer]], *, held: bool = False
+    ) -> None:
+        """Customers to serve. `held`: they stay decoded in the store anyway (a commit's
+        changed customers), so their fields are read only when they are written (`flush`),
+        off the commit's path; otherwise (a partition's every customer, loaded once)
+        their fields are kept, not the decoded customers."""
+        pending = self.pending
         for cid, c in customers:
-            self.pending[cid] = customer_fields(engine, c, self.rules)
-        self.metrics.redis_pending.set(len(self.pending))
+            pending[cid] = (engine, c) if held else customer_fields(engine, c, self.rules)
+        self.metrics.redis_pending.set(len(pending))
 
     def note_counts(self, partition: int, counts: dict[str, int]) -> None:
         self.pending_counts[partition] = {t: counts.get(t, 0) for t in self.rules.tier_ids}
@@ -58,14 +71,32 @@ class RedisServing:
             await asyncio.sleep(self.interval)
             await self.flush()
 
+    def fields(self, pending: Pending, updated_at: str | None = None) -> dict[str, str]:
+        if isinstance(pending, dict):
+            return pending
+        engine, c = pending
+        return customer_fields(engine, c, self.rules, updated_at)
+
     async def flush(self) -> bool:
+        """Write what is pending: customer hashes in pipelines of FLUSH_SLICE (a
+        second's worth of a busy partition at once held the event loop), then the
+        epoch and tier counts."""
         batch, counts = self.pending, self.pending_counts
         self.pending, self.pending_counts = {}, {}
+        written: dict[str, dict[str, str]] = {}
         try:
+            items = list(batch.items())
+            for start in range(0, len(items), FLUSH_SLICE):
+                now: str | None = None  # one updated_at per pipeline
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for cid, noted in items[start : start + FLUSH_SLICE]:
+                        if now is None and not isinstance(noted, dict):
+                            now = noted[0].calendar.isoformat(wall_clock_us())
+                        fields = written[cid] = self.fields(noted, now)
+                        pipe.hset(CUSTOMER_KEY.format(cid), mapping=fields)  # type: ignore[arg-type]
+                    await pipe.execute()
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.set(EPOCH_KEY, self.settings.app_id, nx=True)
-                for cid, fields in batch.items():
-                    pipe.hset(CUSTOMER_KEY.format(cid), mapping=fields)  # type: ignore[arg-type]
                 for partition, tiers in counts.items():
                     pipe.hset(f"{TIER_COUNTS_KEY}:p{partition}", mapping=tiers)  # type: ignore[arg-type]
                 for partition in range(self.settings.partitions):
@@ -81,8 +112,8 @@ class RedisServing:
                 await self.client.hset(TIER_COUNTS_KEY, mapping=dict(total))  # type: ignore[arg-type]
         except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
             self.metrics.redis_failures.inc()
-            for cid, fields in batch.items():  # newer fields noted meanwhile win
-                self.pending.setdefault(cid, fields)
+            for cid, noted in batch.items():  # newer fields noted meanwhile win
+                self.pending.setdefault(cid, written.get(cid, noted))
             for partition, tiers in counts.items():
                 self.pending_counts.setdefault(partition, tiers)
             log.warning(

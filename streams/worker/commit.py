@@ -10,8 +10,15 @@ interval is written once.
 
 One commit is in flight at a time, so the merge goes on applying records while the
 broker answers (a blocking commit put its round trips into the latency p99). What a
-commit writes is snapshotted when it starts; a failed delivery is raised by the next
-`commit()` or `wait()` and nothing of that commit is acked.
+commit holds is fixed when it starts (the records it acks, the customers changed so
+far, each partition's marker as of then); the changed customers are then encoded in
+the background, in slices, while the merge goes on (encoding a second's customers at
+once held the event loop for hundreds of ms). A customer encoded after more of its
+records were applied is written ahead of the marker, the state a crash between a
+commit's state writes and its marker leaves too (docs/worker.md); the outputs of
+those records are sent before its state, since the deliveries are taken once the
+encoding is done. A failed delivery is raised by the next `commit()` or `wait()` and
+nothing of that commit is acked.
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from .store import Partition
 
 #: a changelog write: (partition, key, value)
 Write = tuple[int, bytes, bytes]
-#: encode what changed in these partitions: (state writes, marker writes)
-Snapshot = Callable[[list[Partition]], tuple[list[Write], list[Write]]]
+#: the encoding of what a commit holds, run in the background: (state writes, marker writes)
+Encode = Callable[[], Awaitable[tuple[list[Write], list[Write]]]]
+#: fix what changed in these partitions now (cheap); its encoding comes later
+Snapshot = Callable[[list[Partition]], Encode]
 #: send changelog writes and wait for their delivery
 Send = Callable[[list[Write]], Awaitable[None]]
 
@@ -67,12 +76,27 @@ class Checkpoint:
     def interval_over(self, interval_ms: int) -> bool:
         return self.clock() - self.last_commit >= interval_ms / 1000
 
-    def due(self, interval_ms: int, max_records: int) -> bool:
-        return self.uncommitted_records >= max_records or self.interval_over(interval_ms)
+    @property
+    def in_flight(self) -> bool:
+        """A commit is still encoding or writing (the next one would wait for it)."""
+        return self.committing is not None and not self.committing.done()
+
+    def due(self, interval_ms: int, max_records: int, behind: bool = False) -> bool:
+        """Time for a commit, and none in flight: the merge applies on meanwhile rather
+        than waiting (the one in flight may still be encoding). `behind` (a backlog of at
+        least `max_records` waits): commit by records only, since a commit writes each
+        customer changed since the last one, and a backlog touches the same ones again
+        and again (a live flow is committed every interval, for Redis and the lag)."""
+        if self.in_flight:
+            return False
+        if self.uncommitted_records >= max_records:
+            return True
+        return not behind and self.interval_over(interval_ms)
 
     async def commit(self) -> None:
-        """Snapshot what was applied (changed state encoded, markers) now, and write it in
-        the background: outputs delivered, then state, then markers, then acks."""
+        """Fix what was applied (changed customers, markers) now, and write it in the
+        background: changed customers encoded, outputs delivered, then state, then
+        markers, then acks."""
         await self.wait()
         self.last_commit = self.clock()
         parts = dict(self.moved)
@@ -80,12 +104,11 @@ class Checkpoint:
             parts[part.number] = part
         if not parts and not self.deliveries:
             return
-        deliveries, self.deliveries = self.deliveries, []
         records, self.uncommitted = self.uncommitted, []
         self.uncommitted_records = 0
         self.moved = {}
-        writes, markers = self.snapshot(list(parts.values()))
-        self.committing = asyncio.ensure_future(self._write(deliveries, writes, markers, records))
+        encode = self.snapshot(list(parts.values()))
+        self.committing = asyncio.ensure_future(self._write(encode, records))
 
     async def wait(self) -> None:
         """Wait for the commit in flight; its failure (a delivery) is raised here."""
@@ -93,13 +116,11 @@ class Checkpoint:
             task, self.committing = self.committing, None
             await task
 
-    async def _write(
-        self,
-        deliveries: list[asyncio.Future[Any]],
-        writes: list[Write],
-        markers: list[Write],
-        records: list[tuple[Partition, list[Any]]],
-    ) -> None:
+    async def _write(self, encode: Encode, records: list[tuple[Partition, list[Any]]]) -> None:
+        writes, markers = await encode()
+        # every output sent so far: the state just encoded may hold records applied
+        # after the commit began, and their outputs must be delivered before it
+        deliveries, self.deliveries = self.deliveries, []
         if deliveries:
             await asyncio.gather(*deliveries)
         await self.send_state(writes)

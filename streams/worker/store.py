@@ -39,6 +39,8 @@ class CustomerStore(MutableMapping[str, Customer]):
         self.cache: dict[str, Customer] = {}
         self.loaded: dict[str, bytes | None] = {}  # bytes as read, to skip unchanged writes
         self.touched: set[str] = set()
+        #: taken by the commit in flight and not yet encoded and served: never dropped
+        self.encoding: set[str] = set()
         self.ids: set[str] = set()
         #: off during sweeps: boundary catch-up is a pure function of the stored state
         #: and the day, so an older stored state catches up to the same result later.
@@ -75,16 +77,34 @@ class CustomerStore(MutableMapping[str, Customer]):
 
     def take_touched(self, partition: int) -> list[tuple[str, bytes, bool]]:
         """Encode every customer whose state changed: (id, state, first write)."""
-        changed = []
-        for cid in self.touched:
-            blob = codec.encode(self.cache[cid], self.specs, partition)
-            before = self.loaded.get(cid)
-            if blob != before:
-                self.loaded[cid] = blob
-                changed.append((cid, blob, before is None))
-        self.trim()  # before the touched are cleared: the caller serves the changed ones decoded
-        self.touched.clear()
+        changed = self.encode_changed(self.take_touched_ids(), partition)
+        self.trim()  # before the encoding set is cleared: the caller serves the changed ones decoded
+        self.encoding.clear()
         return changed
+
+    def take_touched_ids(self) -> list[str]:
+        """The customers touched so far, to be encoded by `encode_changed`; later touches
+        go to the next commit. They stay decoded (`encoding`) until `finish_encoding`."""
+        touched, self.touched = self.touched, set()
+        self.encoding |= touched
+        return list(touched)
+
+    def encode_changed(self, cids: list[str], partition: int) -> list[tuple[str, bytes, bool]]:
+        """Encode these customers and keep those whose state changed: (id, state, first write)."""
+        changed = []
+        cache, loaded, specs = self.cache, self.loaded, self.specs
+        for cid in cids:
+            blob = codec.encode(cache[cid], specs, partition)
+            before = loaded.get(cid)
+            if blob != before:
+                loaded[cid] = blob
+                changed.append((cid, blob, before is None))
+        return changed
+
+    def finish_encoding(self) -> None:
+        """The commit's customers are encoded and served: they may be dropped now."""
+        self.encoding.clear()
+        self.trim()
 
     def trim(self) -> None:
         """Drop the oldest decoded customers past `limit`, never one touched since the last
@@ -94,9 +114,10 @@ class CustomerStore(MutableMapping[str, Customer]):
         excess = len(self.cache) - self.limit
         if excess <= 0:
             return
-        touched = self.touched
+        touched, encoding = self.touched, self.encoding
         cache, loaded = self.cache, self.loaded
-        for cid in list(islice((cid for cid in cache if cid not in touched), excess)):
+        kept = (cid for cid in cache if cid not in touched and cid not in encoding)
+        for cid in list(islice(kept, excess)):
             del cache[cid]
             del loaded[cid]
 

@@ -32,7 +32,15 @@ import faust
 import orjson
 from faust.types import TP
 
-from ..contract import CUSTOMERS_TABLE, DLQ, INPUT_TOPICS, TIER_CHANGES, marker_key, output_topics
+from ..contract import (
+    CUSTOMERS_TABLE,
+    DLQ,
+    INPUT_TOPICS,
+    TIER_CHANGES,
+    marker_key,
+    marker_value,
+    output_topics,
+)
 from ..engine import codec
 from ..engine.evaluate import Output, series_specs
 from ..engine.ledger import Customer
@@ -44,17 +52,23 @@ from ..preflight import LIFECYCLE_LOGGER, assigned_line
 from ..settings import Settings
 from . import merge
 from .cache import RedisServing
-from .commit import Checkpoint, Write
-from .compat import Delivered, changelog_callback, deliver_in_batches, routed_to, tune_fetch
+from .commit import Checkpoint, Encode, Write
+from .compat import Delivered, changelog_callback, deliver_in_batches, routed_to, send_batches, tune_fetch
 from .metrics import WorkerMetrics
 from .routing import RoutingCheck
-from .store import CustomerStore, Partition, ShapeMismatch, load_marker, marker_of, share_decoded
+from .store import CustomerStore, Partition, ShapeMismatch, load_marker, share_decoded
 from .web import Pages
 
 log = logging.getLogger("tierstream.worker")
 #: how long a partition may wait for a never-fetched topic-partition before a warning
 UNFETCHED_WARNING_SECONDS = 30.0
 lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
+#: customers a commit encodes between two turns of the event loop (~60-100 us each)
+ENCODE_SLICE = 250
+#: changelog records a commit hands to the producer between two turns of the event loop
+SEND_SLICE = 500
+#: a marker's clock, clock day, swept day and applied offsets, as of a commit's start
+MarkerFields = tuple[int | None, int | None, int | None, dict[str, int]]
 
 
 async def to_the_end(work: Awaitable[None]) -> None:
@@ -274,9 +288,12 @@ class Worker:
         if self.buffered:
             await self.pump()
             self._warn_unfetched(time.monotonic())
-        if self.checkpoint.pending:
+        checkpoint = self.checkpoint
+        if checkpoint.pending and not checkpoint.in_flight:
             async with self.lock:
-                if self.checkpoint.interval_over(self.settings.commit_interval_ms):
+                settings = self.settings
+                max_records = settings.commit_max_records
+                if checkpoint.due(settings.commit_interval_ms, max_records, self.backlog() >= max_records):
                     await self.checkpoint.commit()
         if self.serving.needs_refresh:
             await self.refresh_serving()
@@ -346,6 +363,18 @@ class Worker:
 
         return high
 
+    def backlog(self) -> int:
+        """Records known to wait: buffered for the merge, or on the broker past what was
+        received (from the high watermarks of the last fetches)."""
+        waiting = self.buffered
+        for part in self.partitions.values():
+            high = self.highwater_of(part.number)
+            for topic in self.topics:
+                h = high(topic)
+                if h is not None:
+                    waiting += max(0, h - part.received.get(topic, part.applied.get(topic, -1)) - 1)
+        return waiting
+
     async def pump(self) -> None:
         """Release what is safe, apply it and send its outputs; commit when it is time."""
         async with self.lock:
@@ -368,7 +397,8 @@ class Worker:
                     await self._apply(work)
                     self.buffered -= released
                     checkpoint.applied(work)
-                if checkpoint.due(settings.commit_interval_ms, settings.commit_max_records):
+                max_records = settings.commit_max_records
+                if checkpoint.due(settings.commit_interval_ms, max_records, self.backlog() >= max_records):
                     await checkpoint.commit()
                 if released < settings.batch_size:
                     return
@@ -465,13 +495,33 @@ class Worker:
             self.metrics.latency.observe(max(0.0, time.time() - ts))
 
     # ------------------------------------------------------------------ commits
-    def _snapshot(self, parts: list[Partition]) -> tuple[list[Write], list[Write]]:
-        """Encode each changed customer once and put it and the markers in the store;
-        note them for Redis. Returns the changelog writes: state, then markers."""
+    def _snapshot(self, parts: list[Partition]) -> Encode:
+        """Fix what a commit holds now: the customers changed so far in each partition and
+        its marker's clock, swept day and offsets (the records the commit acks). Returns
+        the encoding, run in the background in slices: each changed customer encoded once
+        and put in the store, then the markers; noted for Redis. Its result is the
+        changelog writes: state, then markers."""
+        held = [
+            (
+                part,
+                part.store.take_touched_ids(),
+                (part.engine.clock, part.engine.clock_day, part.swept_day, dict(part.applied)),
+            )
+            for part in parts
+        ]
+        return functools.partial(self._encode, held)
+
+    async def _encode(
+        self, held: list[tuple[Partition, list[str], MarkerFields]]
+    ) -> tuple[list[Write], list[Write]]:
         writes: list[Write] = []
         base = self.rules.tier_ids[0]
-        for part in parts:
-            changed = part.store.take_touched(part.number)
+        for part, cids, _ in held:
+            changed: list[tuple[str, bytes, bool]] = []
+            for start in range(0, len(cids), ENCODE_SLICE):
+                if start:
+                    await asyncio.sleep(0)  # let the merge apply what arrived meanwhile
+                changed += part.store.encode_changed(cids[start : start + ENCODE_SLICE], part.number)
             with routed_to(part.number, self.topics[0]):
                 data = self.table.data
                 for cid, blob, new in changed:
@@ -480,13 +530,15 @@ class Worker:
                     writes.append((part.number, key, blob))
                     if new:
                         part.tier_counts[base] = part.tier_counts.get(base, 0) + 1
-            self.serving.note_customers(part.engine, [(cid, part.store.cache[cid]) for cid, _, _ in changed])
+            cache = part.store.cache
+            self.serving.note_customers(part.engine, [(cid, cache[cid]) for cid, _, _ in changed], held=True)
             self.serving.note_counts(part.number, part.tier_counts)
+            part.store.finish_encoding()  # after the noting: it may drop customers just encoded
         for tier in self.rules.tier_ids:
             self.metrics.customers.labels(tier=tier).set(
                 sum(p.tier_counts.get(tier, 0) for p in self.partitions.values())
             )
-        for part in parts:
+        for part, _, _ in held:
             part.take_segment_moves()
         by_value: Counter[tuple[str, str]] = Counter()
         for p in self.partitions.values():
@@ -494,8 +546,12 @@ class Worker:
         for (segment, shown), n in by_value.items():
             self.metrics.segments.labels(segment=segment, value=shown).set(n)
         markers = []
-        for part in parts:
-            key, value = marker_key(part.number), marker_of(part, self.shape, self.topic_index)
+        for part, _, (clock, clock_day, swept_day, applied) in held:
+            # as of the commit's start (the records it acks); the tier counts as of now (a
+            # hint: a partition's counts are taken from the stored states when it is loaded)
+            offsets = {self.topic_index[t]: o for t, o in applied.items()}
+            key = marker_key(part.number)
+            value = marker_value(self.shape, clock, clock_day, swept_day, part.tier_counts, offsets)
             with routed_to(part.number, self.topics[0]):
                 self.table.data[key] = value
             markers.append((part.number, key, value))
@@ -510,7 +566,13 @@ class Worker:
         producer = self.app.producer
         table: Any = self.table
         name = table.changelog_topic.get_topic_name()
-        futures = [await producer.send(name, key, blob, number, None, None) for number, key, blob in writes]
+        batched = await send_batches(producer, name, writes, SEND_SLICE)
+        futures: list[Awaitable[Any]] = [] if batched is None else list(batched)
+        if batched is None:  # pragma: no cover - Faust's producer changed (worker/compat.py)
+            for i, (number, key, blob) in enumerate(writes):
+                if i and not i % SEND_SLICE:
+                    await asyncio.sleep(0)  # a large commit does not hold the merge back
+                futures.append(await producer.send(name, key, blob, number, None, None))
         await asyncio.gather(*futures)
 
     async def _send_markers(self, markers: list[Write]) -> None:
@@ -539,11 +601,14 @@ class Worker:
                 engine = part.engine
                 if engine.clock is None:
                     continue
-                day_before = engine.clock_day
+                day_before, clock_before = engine.clock_day, engine.clock
                 engine.advance_clock(instant)
                 if engine.clock_day != day_before or part.swept_day != engine.clock_day:
                     with routed_to(part.number, self.topics[0]):
                         outputs.extend((o, None) for o in self._sweep(part))
-                self.checkpoint.moved[part.number] = part
+                    self.checkpoint.moved[part.number] = part
+                elif engine.clock != clock_before:
+                    self.checkpoint.moved[part.number] = part
+            # Committed by the merge tick within the commit interval: waiting here for a
+            # commit in flight (its broker round trips) held every partition back, every tick.
             await self._send_outputs(outputs)
-            await self.checkpoint.commit()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from tierstream.worker.commit import Checkpoint, Write
+from tierstream.worker.commit import Checkpoint, Encode, Write
 
 
 class Event:
@@ -31,14 +32,23 @@ class Harness:
         self.log: list[str] = []
         self.fail_state = False
         self.now = 0.0
+        #: what the merge does while the commit encodes (in the worker: applies and sends)
+        self.during_encoding: Callable[[], None] | None = None
         self.checkpoint = Checkpoint(
             self.snapshot, self.send_state, self.send_markers, clock=lambda: self.now
         )
 
-    def snapshot(self, parts: list[Any]) -> tuple[list[Write], list[Write]]:
+    def snapshot(self, parts: list[Any]) -> Encode:
         numbers = sorted(p.number for p in parts)
         self.log.append(f"snapshot {numbers}")
-        return [(n, b"c", b"state") for n in numbers], [(n, b"m", b"marker") for n in numbers]
+
+        async def encode() -> tuple[list[Write], list[Write]]:
+            await asyncio.sleep(0)  # as the worker's, in slices
+            if self.during_encoding is not None:
+                self.during_encoding()
+            return [(n, b"c", b"state") for n in numbers], [(n, b"m", b"marker") for n in numbers]
+
+        return encode
 
     async def send_state(self, writes: list[Write]) -> None:
         await asyncio.sleep(0)
@@ -191,3 +201,54 @@ def test_a_commit_is_due_after_the_interval_or_enough_records(
     h.checkpoint.uncommitted_records = records
     h.now = elapsed
     assert h.checkpoint.due(interval_ms=100, max_records=100) is due
+
+
+def test_outputs_sent_while_the_commit_encodes_are_delivered_before_its_state() -> None:
+    """A customer encoded after more of its records were applied carries their effects
+    into the changelog: their outputs must be delivered first (kill -9 safety)."""
+
+    async def scenario() -> tuple[Harness, Any]:
+        h = Harness()
+        p0 = partition(0)
+        h.checkpoint.applied([(p0, h.events("bal", 0))])
+        first = h.delivery("first")
+        later: list[asyncio.Future[Any]] = []
+        h.during_encoding = lambda: later.append(h.delivery("applied meanwhile"))
+        await h.checkpoint.commit()
+        first.set_result(None)
+        await asyncio.sleep(0.01)
+        assert not any(line.startswith("state") for line in h.log), "state waits for the later output"
+        later[0].set_result(None)
+        await h.checkpoint.wait()
+        return h, p0
+
+    h, p0 = asyncio.run(scenario())
+    assert h.log.index("delivered applied meanwhile") < h.log.index("state [0]")
+    assert p0.acked == {"bal": 0}
+
+
+def test_no_commit_is_due_while_one_is_in_flight() -> None:
+    """The merge applies on while a commit encodes and writes, rather than waiting for it."""
+
+    async def scenario() -> list[bool]:
+        h = Harness()
+        h.checkpoint.applied([(partition(0), h.events("bal", 0))])
+        out = h.delivery("out")
+        await h.checkpoint.commit()
+        h.checkpoint.applied([(partition(0), h.events("bal", 1))])
+        h.now = 10.0
+        seen = [h.checkpoint.in_flight, h.checkpoint.due(interval_ms=100, max_records=1)]
+        out.set_result(None)
+        await h.checkpoint.wait()
+        seen += [h.checkpoint.in_flight, h.checkpoint.due(interval_ms=100, max_records=1)]
+        return seen
+
+    assert asyncio.run(scenario()) == [True, False, False, True]
+
+
+@pytest.mark.parametrize(("records", "elapsed", "due"), [(99, 10.0, False), (100, 0.0, True)])
+def test_behind_a_backlog_a_commit_is_due_by_records_only(records: int, elapsed: float, due: bool) -> None:
+    h = Harness()
+    h.checkpoint.uncommitted_records = records
+    h.now = elapsed
+    assert h.checkpoint.due(interval_ms=100, max_records=100, behind=True) is due

@@ -5,6 +5,7 @@ there (the only module that reaches into Faust's or aiokafka's privates)."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 from tierstream.worker import compat
@@ -66,3 +67,52 @@ def test_a_delivered_record_acks_its_message_through_the_consumer() -> None:
     message = SimpleNamespace(ack=lambda consumer: acked.append(consumer) or True)
     assert compat.Delivered(message, "the consumer").ack()
     assert acked == ["the consumer"]
+
+
+class _Batch:
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.records: list[tuple[bytes | None, bytes]] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: int | None) -> object | None:
+        if len(self.records) >= self.room:
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+
+class _KafkaProducer:
+    """aiokafka's batch API, recording what was sent."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.sent: list[tuple[str, int, list[tuple[bytes | None, bytes]]]] = []
+
+    def create_batch(self) -> _Batch:
+        return _Batch(self.room)
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[None]:
+        self.sent.append((topic, partition, batch.records))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+def test_send_batches_sends_one_batch_per_partition_in_order_and_splits_full_ones() -> None:
+    kafka = _KafkaProducer(room=2)
+    faust_producer = SimpleNamespace(_ensure_producer=lambda: kafka)
+    records = [(0, b"a", b"1"), (1, b"b", b"2"), (0, b"c", b"3"), (0, b"d", b"4")]
+    futures = asyncio.run(compat.send_batches(faust_producer, "t", records))
+    assert futures is not None and len(futures) == 3
+    assert kafka.sent == [
+        ("t", 0, [(b"a", b"1"), (b"c", b"3")]),
+        ("t", 0, [(b"d", b"4")]),
+        ("t", 1, [(b"b", b"2")]),
+    ]
+
+
+def test_send_batches_sends_nothing_without_faust_s_aiokafka_producer() -> None:
+    assert asyncio.run(compat.send_batches(SimpleNamespace(), "t", [(0, b"a", b"1")])) is None

@@ -132,6 +132,38 @@ def test_load_counts_tiers_and_segments_from_the_states_and_moves_follow(rules: 
     assert not part.engine.evaluator.segment_moves  # drained
 
 
+def test_customers_touched_after_a_commit_took_its_ids_go_to_the_next_one(rules: Rules) -> None:
+    """A commit fixes its customers when it starts and encodes them later, while the
+    merge goes on touching customers."""
+    table: dict[bytes, bytes] = {}
+    store = partition(rules, table).store
+    ledger = partition(rules, table).engine.ledger
+    store["c1"] = ledger.new_customer(19675, 0)
+    taken = store.take_touched_ids()
+    store["c2"] = ledger.new_customer(19675, 0)
+    assert taken == ["c1"] and store.touched == {"c2"}
+    assert [cid for cid, _, new in store.encode_changed(taken, 3) if new] == ["c1"]
+    assert [cid for cid, _, _ in store.take_touched(3)] == ["c2"]
+
+
+def test_trimming_keeps_customers_a_commit_took_until_it_has_encoded_and_served_them(rules: Rules) -> None:
+    """A commit encodes in slices while the merge and sweeps go on (and trim)."""
+    table: dict[bytes, bytes] = {}
+    store = partition(rules, table).store
+    ledger = partition(rules, table).engine.ledger
+    for cid in "abcdef":
+        store[cid] = ledger.new_customer(19675, 0)
+    taken = store.take_touched_ids()
+    store.limit = 2
+    store.trim()  # mid-commit: nothing taken is dropped
+    assert set(store.cache) == set("abcdef")
+    store.encode_changed(taken, 3)
+    store["a"].tier_since = 1  # changed again after the commit took its ids
+    store.finish_encoding()
+    assert set(store.cache) == {"a", "f"}, "a waits for the next commit; the oldest others go"
+    assert [cid for cid, _, _ in store.take_touched(3)] == ["a"]
+
+
 def _bank(customers: int, days: int) -> list[bytes]:
     text = io.StringIO()
     write_events(generate_events(customers, days, seed=3, usd=False), text)

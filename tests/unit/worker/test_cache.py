@@ -1,0 +1,94 @@
+"""The worker's Redis writer over a recording stand-in client (no Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+from tierstream.engine.partition import PartitionEngine
+from tierstream.engine.rules import load_rules
+from tierstream.serving import CUSTOMER_KEY
+from tierstream.settings import Settings
+from tierstream.worker import cache
+from tierstream.worker.cache import RedisServing
+from tierstream.worker.metrics import WorkerMetrics
+
+
+class Pipeline:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.commands: list[tuple[str, Any]] = []
+
+    async def __aenter__(self) -> Pipeline:
+        return self
+
+    async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        return None
+
+    def hset(self, key: str, mapping: dict[str, str]) -> None:
+        self.commands.append(("hset", (key, dict(mapping))))
+
+    def set(self, key: str, value: str, nx: bool) -> None:
+        self.commands.append(("set", key))
+
+    def hgetall(self, key: str) -> None:
+        self.commands.append(("hgetall", key))
+
+    async def execute(self) -> list[Any]:
+        if self.client.fail_after is not None and len(self.client.executed) >= self.client.fail_after:
+            raise ConnectionError("redis away")
+        self.client.executed.append(self.commands)
+        return [True if name == "set" else {} if name == "hgetall" else 1 for name, _ in self.commands]
+
+
+class Client:
+    def __init__(self) -> None:
+        self.executed: list[list[tuple[str, Any]]] = []
+        self.fail_after: int | None = None
+
+    def pipeline(self, transaction: bool) -> Pipeline:
+        return Pipeline(self)
+
+    async def hset(self, key: str, mapping: dict[str, str]) -> None:
+        return None
+
+
+def serving(monkeypatch: pytest.MonkeyPatch) -> tuple[RedisServing, PartitionEngine, Client]:
+    rules = load_rules("cmb")
+    settings = Settings(partitions=2)
+    redis = RedisServing(settings, rules, WorkerMetrics())
+    client = Client()
+    redis.client = client  # type: ignore[assignment]
+    monkeypatch.setattr(cache, "FLUSH_SLICE", 2)
+    return redis, PartitionEngine(rules, eager=False), client
+
+
+def test_held_customers_are_read_when_written_and_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    redis, engine, client = serving(monkeypatch)
+    customers = [(f"c{i}", engine.ledger.new_customer(19675, 0)) for i in range(3)]
+    redis.note_customers(engine, customers, held=True)
+    customers[0][1].tier = 1  # changed after it was noted: what is written is what it is then
+    assert asyncio.run(redis.flush())
+    hsets = [[key for name, (key, _) in pipe if name == "hset"] for pipe in client.executed[:2]]
+    assert hsets == [[CUSTOMER_KEY.format("c0"), CUSTOMER_KEY.format("c1")], [CUSTOMER_KEY.format("c2")]]
+    first = client.executed[0][0][1][1]
+    assert first["tier"] == load_rules("cmb").tier_ids[1]
+    assert redis.pending == {}
+
+
+def test_a_failed_flush_keeps_every_customer_pending_and_the_fields_it_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    redis, engine, client = serving(monkeypatch)
+    customers = [(f"c{i}", engine.ledger.new_customer(19675, 0)) for i in range(3)]
+    redis.note_customers(engine, customers, held=True)
+    client.fail_after = 1  # the second slice fails
+    assert not asyncio.run(redis.flush())
+    assert set(redis.pending) == {"c0", "c1", "c2"}
+    assert isinstance(redis.pending["c0"], dict), "fields read for a slice are kept as read"
+    client.fail_after = None
+    redis.note_customers(engine, [customers[2]])  # noted again: replaced
+    assert asyncio.run(redis.flush()) and redis.pending == {}
