@@ -270,18 +270,10 @@ class Customer:
         self.segments: list[str | None] | None = None
 
     # ------------------------------------------------------------------ cooldowns
-    def last_opportunity(self, target: int) -> int | None:
-        held = self.opportunities
-        return None if held is None else held.get(target)
-
     def note_opportunity(self, target: int, day: int) -> None:
         if self.opportunities is None:
             self.opportunities = {}
         self.opportunities[target] = day
-
-    def last_warning(self, reason: str) -> int | None:
-        held = self.warnings
-        return None if held is None else held.get(reason)
 
     def note_warning(self, reason: str, day: int) -> None:
         if self.warnings is None:
