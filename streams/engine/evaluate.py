@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
@@ -175,11 +176,11 @@ class Evaluator:
         return stage
 
     def _rfm(self, dims: tuple[Dimension, Dimension, Dimension]) -> Callable[[Customer], str]:
-        (r, rget), (f, fget), (m, mget) = ((d, self.getters[d.metric.name]) for d in dims)
+        (r, rget), (f, fget), (m, mget) = ((_scorer(d), self.getters[d.metric.name]) for d in dims)
         texts: dict[tuple[int, int, int], str] = {}  # one shared string per score triple
 
         def rfm(c: Customer) -> str:
-            key = (r.score(rget(c)), f.score(fget(c)), m.score(mget(c)))
+            key = (r(rget(c)), f(fget(c)), m(mget(c)))
             text = texts.get(key)
             if text is None:
                 text = texts[key] = "R{}F{}M{}".format(*key)
@@ -190,10 +191,11 @@ class Evaluator:
     def _grid(self, dims: tuple[Dimension, Dimension]) -> Callable[[Customer], str]:
         value, activity = dims
         vget, aget = self.getters[value.metric.name], self.getters[activity.metric.name]
+        vscore, ascore = _scorer(value), _scorer(activity)
         cells = [[f"{v}/{a}" for a in activity.names] for v in value.names]
 
         def grid(c: Customer) -> str:
-            return cells[value.score(vget(c)) - 1][activity.score(aget(c)) - 1]
+            return cells[vscore(vget(c)) - 1][ascore(aget(c)) - 1]
 
         return grid
 
@@ -458,6 +460,16 @@ class Evaluator:
             metrics=self.render_metrics(c, self.churn_metrics),
         )
         out.append((CHURN_WARNINGS, customer_id, value))
+
+
+def _scorer(d: Dimension) -> Callable[[Any], int]:
+    """`d.score`, compiled with the engine (rules.py is not): it runs for every customer's
+    rfm and grid at every day boundary."""
+    bands = d.bands
+    if d.less_is_better:
+        top = 1 + len(bands)
+        return lambda value: top - bisect_right(bands, value)
+    return lambda value: 1 + bisect_right(bands, value)
 
 
 def _read_by(dims: tuple[Dimension, ...]) -> list[str]:

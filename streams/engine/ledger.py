@@ -16,12 +16,15 @@ built on demand from these.
 
 from __future__ import annotations
 
+import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
+
+from .rules import PEAK_DAYS
 
 #: A run of integers: an array of the narrowest type that holds them, or a list past
 #: 64 bits (amounts have no upper bound on the wire).
@@ -102,6 +105,9 @@ class SeriesView:
         self.sums = sums
 
 
+_FP_SIZE = array("Q").itemsize
+
+
 class Seen:
     """Event-id fingerprints inside the redelivery horizon, each with its business day,
     in arrival order: two arrays, 12 bytes an entry, where a dict of int objects took
@@ -117,7 +123,22 @@ class Seen:
             self.add(fp, day)
 
     def __contains__(self, fp: int) -> bool:
-        return fp in self.fingerprints
+        """`fp in self.fingerprints`, found as bytes: the array's own `in` boxes every
+        64-bit entry into a Python int to compare it (an allocation per entry)."""
+        fps = self.fingerprints
+        if not fps:
+            return False
+        try:
+            needle = fp.to_bytes(_FP_SIZE, sys.byteorder)
+        except OverflowError:  # no entry can equal a value outside 0 .. 2**64 - 1
+            return False
+        raw = fps.tobytes()
+        at = raw.find(needle)
+        while at >= 0:
+            if at % _FP_SIZE == 0:  # a whole entry, not bytes across two
+                return True
+            at = raw.find(needle, at + 1)
+        return False
 
     def __len__(self) -> int:
         return len(self.days)
@@ -135,6 +156,17 @@ class Seen:
         order: the oldest is looked at before scanning."""
         days = self.days
         if days and days[0] < horizon:
+            n = len(days)
+            cut = 1
+            while cut < n and days[cut] < horizon:
+                cut += 1
+            rest = cut
+            while rest < n and days[rest] >= horizon:
+                rest += 1
+            if rest == n:  # the usual case: the entries to drop are the first ones
+                del days[:cut]
+                del self.fingerprints[:cut]
+                return
             keep = [i for i, d in enumerate(days) if d >= horizon]
             fps = self.fingerprints
             self.fingerprints = array("Q", [fps[i] for i in keep])
@@ -417,6 +449,11 @@ class Ledger:
             (at, spec.size, spec.carry, tuple((sat + i, n) for i, n in enumerate(spec.windows)))
             for spec, at, sat in zip(specs, self.layout.ring_at, self.layout.sum_at, strict=True)
         ]
+        aum_at, aum_size, _, _ = self.rings[self.aum]
+        self.peak_ring = (aum_at, aum_size)
+        #: `advance` moves a cached peak on by a day when the AUM ring holds the day leaving
+        #: the peak's window, before it is overwritten (the rules always keep PEAK_DAYS + 1)
+        self.peak_steps = aum_size > PEAK_DAYS
 
     def new_customer(self, day: int, instant: int) -> Customer:
         return Customer(day, instant, self.layout)
@@ -432,6 +469,15 @@ class Ledger:
         new = day + 1
         first = c.first_day
         rings, sums = c.rings, c.sums
+        if c.peak_day == day and self.peak_steps:
+            # The balance-drop peak of day D+1 from day D's, as `peak` would compute it:
+            # max over [D+1-PEAK_DAYS, D] is max(peak(D), AUM(D)) unless the day leaving
+            # the window held peak(D) (then it is computed again when next read).
+            at, size = self.peak_ring
+            peak = c.peak
+            if rings[at + (day - PEAK_DAYS) % size] < peak:
+                today = rings[at + day % size]
+                c.peak, c.peak_day = (today if today > peak else peak), new
         for at, size, carry, windows in self.rings:
             value = rings[at + day % size] if carry else 0
             for pos, n in windows:
@@ -656,8 +702,11 @@ class Ledger:
     def window_sum(self, c: Customer, index: int, window_pos: int) -> int:
         return c.sums[self.layout.sum_at[index] + window_pos]
 
-    def peak(self, c: Customer, days: int) -> int:
-        """max AUM(d) for d in [D-days, D-1] (a late observation may date before first sight)."""
+    def peak(self, c: Customer, days: int = PEAK_DAYS) -> int:
+        """max AUM(d) for d in [D-days, D-1] (a late observation may date before first sight).
+        Cached per day, and only ever asked for PEAK_DAYS (`advance` steps the cache on)."""
+        if days != PEAK_DAYS:
+            raise ValueError(f"the peak is kept for {PEAK_DAYS} days, not {days}")
         if c.peak_day == c.day:
             return c.peak
         at, size, _, _ = self.rings[self.aum]
