@@ -91,6 +91,15 @@ class Evaluator:
         self.emitted_at: Callable[[], str] = lambda: ""
         self.calendar = calendar
         self.tier_ids = rules.tier_ids
+        # The numbers `evaluate` reads at every call, held here: `rules` is a frozen Python
+        # dataclass, each read of it a dictionary lookup from compiled code.
+        self.grace_days = rules.grace_days
+        self.opportunity_cooldown_days = rules.opportunity_cooldown_days
+        self.dormant_after_days = rules.dormant_after_days
+        self.churn_cooldown_days = rules.churn_cooldown_days
+        self.churn_min_amount = rules.churn_min_amount
+        self.high_value_from = rules.high_value_from
+        self.version = rules.version
         self.getters: dict[str, Getter] = {}
         self.money: dict[str, bool] = {}
         grid = rules.serving_grid()
@@ -342,7 +351,7 @@ class Evaluator:
 
     def _envelope(self, kind: str, customer_id: str, ids: list[str], instant: int) -> dict[str, Any]:
         effective_at = self.calendar.isoformat(instant)
-        version = self.rules.version
+        version = self.version
         digest = hashlib.sha256(
             "|".join([kind, customer_id, *ids, effective_at, version]).encode("utf-8")
         ).hexdigest()[:32]
@@ -377,7 +386,7 @@ class Evaluator:
         elif qualified < current:
             if c.below_since is None:
                 c.below_since = day
-            if day - c.below_since >= self.rules.grace_days:
+            if day - c.below_since >= self.grace_days:
                 changed = True
         if changed:
             value = self._envelope("tier_changed", customer_id, [tiers[current], tiers[qualified]], instant)
@@ -401,7 +410,7 @@ class Evaluator:
                 cond, floor = opp
                 held = c.opportunities
                 last = held.get(target) if held is not None else None
-                if last is None or day >= last + self.rules.opportunity_cooldown_days:
+                if last is None or day >= last + self.opportunity_cooldown_days:
                     value_fen = self.getters[cond.metric.name](c)
                     if floor <= value_fen < cond.literal:
                         c.note_opportunity(target, day)
@@ -418,17 +427,16 @@ class Evaluator:
                         )
                         out.append((OPPORTUNITIES, customer_id, value))
         # -- churn warnings
-        rules = self.rules
         inactive = day - (c.last_txn_day if c.last_txn_day is not None else c.first_day)
-        if not c.dormant_fired and inactive >= rules.dormant_after_days:
+        if not c.dormant_fired and inactive >= self.dormant_after_days:
             c.dormant_fired = True
             self._churn(customer_id, c, "dormant", instant, out)
-        cooldown = rules.churn_cooldown_days
+        cooldown = self.churn_cooldown_days
         warned = c.warnings
         last = warned.get("balance_drop") if warned is not None else None
         if last is None or day >= last + cooldown:
             peak = self.ledger.peak(c, PEAK_DAYS)
-            if peak >= rules.churn_min_amount:
+            if peak >= self.churn_min_amount:
                 aum = self.ledger.current(c, self.ledger.aum)
                 if aum * self.drop_den <= peak * self.drop_num:
                     c.note_warning("balance_drop", day)
@@ -438,7 +446,7 @@ class Evaluator:
         last = warned.get("external_outflow") if warned is not None else None
         if last is None or day >= last + cooldown:
             outflow = self.outflow_getter(c)
-            if outflow >= rules.churn_min_amount:
+            if outflow >= self.churn_min_amount:
                 aum = self.ledger.current(c, self.ledger.aum)
                 if outflow * self.outflow_den >= self.outflow_num * (aum + outflow):
                     c.note_warning("external_outflow", day)
@@ -448,7 +456,7 @@ class Evaluator:
     def _churn(self, customer_id: str, c: Customer, reason: str, instant: int, out: list[Output]) -> None:
         if reason == "dormant" and c.tier == 0:
             severity = "low"
-        elif c.tier >= self.rules.high_value_from:
+        elif c.tier >= self.high_value_from:
             severity = "high"
         else:
             severity = "medium"

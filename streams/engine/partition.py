@@ -85,6 +85,7 @@ class PartitionEngine:
         #: *was* applied and moved the clock; the worker sets this so it moves it again.
         self.duplicates_move_clock = False
         self.home_bank = rules.home_bank
+        self.lateness = rules.max_lateness_days
         #: when set, a sweep hands its outputs over in order as it goes (they are then not
         #: in the list the record's call returns): a sweep's outputs would otherwise all be
         #: held at once (`simulate`: a bank's first boundary gives every customer its
@@ -173,7 +174,7 @@ class PartitionEngine:
         ts = event.ts
         day = cal.day_of(ts)
         d.refuse_future(ts, self.now() if self.now is not None else None)
-        lateness = self.rules.max_lateness_days
+        lateness = self.lateness
         if self.clock_day is not None and self.clock_day - day > lateness:
             raise d.BadRecord(
                 d.TOO_LATE,
@@ -245,9 +246,12 @@ class PartitionEngine:
         self, cid: str, c: Customer, instant: int, out: list[Output], *, boundary: bool = False
     ) -> None:
         before = len(out)
-        self.evaluator.evaluate(cid, c, instant, out)
-        if boundary and self.evaluator.segment_steps:
-            self.evaluator.segment_changes(cid, c, instant, out)
+        evaluator = self.evaluator
+        evaluator.evaluate(cid, c, instant, out)
+        if boundary and evaluator.segment_steps:
+            evaluator.segment_changes(cid, c, instant, out)
+        if len(out) == before:  # the usual case: nothing to count
+            return
         for topic, _, value in out[before:]:
             self.outputs[topic] += 1
             if topic == TIER_CHANGES:
@@ -271,6 +275,16 @@ class PartitionEngine:
             return
         customers = self.customers
         flush = self.flush
+        if ids is None and type(customers) is dict:
+            # a plain dict hands its customers over with their ids (nothing a catch-up
+            # does adds or drops one); a PackedCustomers is read one id at a time
+            for cid, c in customers.items():
+                if c.day < target:
+                    self.catch_up(cid, c, target, out)
+                    if flush is not None and len(out) >= FLUSH_OUTPUTS:
+                        flush(out)
+                        out.clear()
+            return
         for cid in list(customers) if ids is None else ids:
             c = customers[cid]
             if c.day < target:
