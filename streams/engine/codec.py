@@ -1,9 +1,16 @@
 """Customer state <-> compact bytes (the worker's table values and changelog records).
 
 Layout: the partition number (2 bytes, so a recovered table can be split by
-partition without decoding), then zlib(JSON) of a versioned list. Day rings are written in day order as deltas
-from the previous day, so a balance that does not move costs one character a day
-before compression and almost nothing after it. Decimal attributes keep their text.
+partition without decoding), then the compressed JSON of a versioned list. Day rings
+are written in day order as deltas from the previous day, so a balance that does not
+move costs one character a day before compression and almost nothing after it.
+Decimal attributes keep their text.
+
+Compression is a zstd frame (level 3, one reused context): for these ~2 KB documents
+it took 14 us against zlib's 35 (whose every call sets up and frees ~256 KB of state),
+with slightly smaller output, and a commit encodes every customer it changed (decision
+121). States written as zlib streams (before) are still read: the first byte tells
+them apart (a zlib stream starts 0x78, a zstd frame 0x28).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import zstandard
 
 from .ledger import Customer, Seen, SeriesSpec, layout_of
 
@@ -32,6 +40,25 @@ def _attr_out(value: Any) -> Any:
 
 def _attr_in(value: Any) -> Any:
     return Decimal(value["d"]) if isinstance(value, dict) else value
+
+
+_compress = zstandard.ZstdCompressor(level=3).compress
+_decompress = zstandard.ZstdDecompressor().decompress
+#: first byte of a zlib stream at the default window: states written before zstd
+ZLIB_FIRST_BYTE = 0x78
+
+
+def pack(doc: list[Any], partition: int) -> bytes:
+    """The stored bytes of a state document."""
+    return partition.to_bytes(2, "big") + _compress(orjson.dumps(doc))
+
+
+def unpack(data: bytes) -> list[Any]:
+    """The state document of stored bytes (zstd, or zlib as written before)."""
+    body = data[2:]
+    raw = zlib.decompress(body) if body[0] == ZLIB_FIRST_BYTE else _decompress(body)
+    doc: list[Any] = orjson.loads(raw)
+    return doc
 
 
 def partition_of(data: bytes) -> int:
@@ -59,11 +86,11 @@ def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> by
         c.churn_risk,
         c.segments,
     ]
-    return partition.to_bytes(2, "big") + zlib.compress(orjson.dumps(doc), 1)
+    return pack(doc, partition)
 
 
 def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
-    doc = orjson.loads(zlib.decompress(data[2:]))
+    doc = unpack(data)
     if doc[0] not in (1, 2, FORMAT):
         raise ValueError(f"unknown customer state format {doc[0]}")
     (

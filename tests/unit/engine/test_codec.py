@@ -61,6 +61,26 @@ def test_state_bytes_per_customer_stay_small() -> None:
         assert size <= limit, (preset, size)
 
 
+def test_states_written_as_zlib_before_zstd_still_read() -> None:
+    """Tables and changelogs written before decision 121 hold zlib streams."""
+    import zlib
+
+    engine = PartitionEngine(load_rules("cmb"))
+    book = (
+        Book().balance(ts(0, 3600), "60000.00").txn(ts(1, 7200), "10.00").profile(ts(2, 100), segment="mass")
+    )
+    for i, line in enumerate(book.encoded()):
+        feed_line(engine, i, line)
+    specs = engine.ledger.specs
+    blob = codec.encode(engine.customers["A"], specs, 5)
+    assert blob[2] != codec.ZLIB_FIRST_BYTE, "written as zstd"
+    doc = codec.unpack(blob)
+    old = (5).to_bytes(2, "big") + zlib.compress(orjson.dumps(doc), 1)
+    assert old[2] == codec.ZLIB_FIRST_BYTE
+    assert codec.partition_of(old) == 5
+    assert codec.encode(codec.decode(old, specs), specs, 5) == blob
+
+
 def _shape(text: str) -> dict[str, Any]:
     rules = parse_rules(text, "test.yaml")
     return codec.state_shape(rules.tier_ids, series_specs(rules))
