@@ -26,7 +26,9 @@ import zstandard
 
 from .ledger import Customer, Seen, SeriesSpec, layout_of
 
-FORMAT = 3  # 3 added segments, 2 churn_risk; 1 and 2 are still read
+#: 4 holds observations and seen fingerprints as the customer holds them (columns), 3 added
+#: segments, 2 churn_risk; 1 to 3 are still read
+FORMAT = 4
 
 
 def _ring_out(days: list[int]) -> list[int]:
@@ -77,12 +79,12 @@ def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> by
         c.below_since,
         c.last_txn_day,
         c.dormant_fired,
-        [[acc, obs] for acc, obs in c.accounts.items()],
+        c.observation_records(),
         [[name, ts, eid, _attr_out(v)] for name, (ts, eid, v) in c.attrs.items()],
         [[_ring_out(c.ring_days(i)), s.sums] for i, s in enumerate(c.series)],
         [[k, v] for k, v in (c.opportunities or {}).items()],
         [[k, v] for k, v in (c.warnings or {}).items()],
-        [[k, v] for k, v in c.seen.items()],
+        [c.seen.fingerprints.tolist(), c.seen.days.tolist()],
         c.churn_risk,
         c.segments,
     ]
@@ -91,8 +93,9 @@ def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> by
 
 def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
     doc = unpack(data)
-    if doc[0] not in (1, 2, FORMAT):
-        raise ValueError(f"unknown customer state format {doc[0]}")
+    version = doc[0]
+    if version not in (1, 2, 3, FORMAT):
+        raise ValueError(f"unknown customer state format {version}")
     (
         _,
         first_day,
@@ -113,13 +116,16 @@ def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
     c = Customer(first_day, last_instant, layout_of(specs))
     c.day, c.tier, c.tier_since, c.below_since = day, tier, tier_since, below_since
     c.last_txn_day, c.dormant_fired = last_txn_day, dormant
-    c.set_accounts({acc: obs for acc, obs in accounts})
+    if version >= 4:
+        c.set_observation_records(accounts[0], accounts[1], accounts[2])
+    else:
+        c.set_accounts({acc: obs for acc, obs in accounts})
     c.set_attrs({name: (ts, eid, _attr_in(v)) for name, ts, eid, v in attrs})
     if len(series) != len(specs):
         raise ValueError(f"customer state has {len(series)} day series, the rules {len(specs)}")
     c.set_series([list(itertools.accumulate(deltas)) for deltas, _ in series], [sums for _, sums in series])
     c.set_cooldowns({k: v for k, v in opp_last}, {k: v for k, v in churn_last})
-    c.seen = Seen(seen)
+    c.seen = Seen.of_columns(seen[0], seen[1]) if version >= 4 else Seen(seen)
     c.churn_risk = bool(doc[15]) if len(doc) > 15 else False  # format 1 had no churn_risk
     c.segments = doc[16] if len(doc) > 16 else None  # formats 1 and 2 had no segments
     return c
