@@ -1,4 +1,4 @@
-"""The day-boundary shortcuts (docs/decisions.md 120) decide only what the plain code did:
+"""The day-boundary shortcuts (docs/decisions.md 122) decide only what the plain code did:
 the seen-set lookup and trim, the segment band scores, and the balance-drop peak stepped
 on by `Ledger.advance`."""
 
