@@ -42,10 +42,10 @@ class CustomerStore(MutableMapping[str, Customer]):
     """Decoded customers of one partition over the Faust table (write-back cache).
 
     At most `limit` customers stay decoded past a commit or a slice of a sweep (the oldest
-    read are dropped first); the table holds every customer encoded. Past `limit`, changed
-    customers are encoded early (`spilled`, ~0.4 KB against ~2.3 KB decoded) and written
-    by the next commit: a day boundary that changes every customer of the partition
-    no longer holds them all decoded."""
+    read are dropped first); the table holds every customer encoded. Past `limit` in a
+    sweep, changed customers are encoded early (`spilled`, ~0.4 KB against ~2.3 KB
+    decoded) and written by the next commit: a day boundary that changes every customer
+    of the partition no longer holds them all decoded."""
 
     def __init__(
         self, table: Any, specs: tuple[SeriesSpec, ...], limit: int = 50_000, partition: int = 0
@@ -145,10 +145,13 @@ class CustomerStore(MutableMapping[str, Customer]):
         self.writing.clear()
         self.trim()
 
-    def trim(self) -> None:
+    def trim(self, spill: bool = False) -> None:
         """Drop the oldest decoded customers past `limit`: first those not touched since the
-        last commit, then (still past `limit`) touched ones, spilled: encoded now, written
-        by the next commit. Never one a commit in flight took (`encoding`). An untouched one
+        last commit, then (still past `limit`, and `spill`: a sweep's) touched ones, spilled:
+        encoded now, written by the next commit. Never one a commit in flight took
+        (`encoding`). Between sweeps touched customers are kept decoded: a commit is due
+        every `commit_max_records` records, which bounds them, and spilling a customer that
+        its next record reads back costs an encode and a decode. An untouched one
         equals its stored state, or differs only by a sweep's catch-up, which is a pure
         function of that state and the day (and one whose catch-up produced outputs is
         marked touched)."""
@@ -163,7 +166,7 @@ class CustomerStore(MutableMapping[str, Customer]):
             del cache[cid]
             del loaded[cid]
         excess -= len(dropped)
-        if excess <= 0:
+        if excess <= 0 or not spill:
             return
         changed = (cid for cid in cache if cid in touched and cid not in encoding)
         specs, partition, spilled = self.specs, self.partition, self.spilled
@@ -196,7 +199,7 @@ class CustomerStore(MutableMapping[str, Customer]):
             finally:
                 self.tracking = True
             self.touched.update(key for topic, key, _ in out if topic != DLQ and key)
-            self.trim()
+            self.trim(spill=True)
             yield out
 
     def load_ids(

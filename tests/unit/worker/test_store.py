@@ -252,10 +252,12 @@ def test_changed_customers_past_the_limit_are_spilled_and_written_by_the_next_co
     store["new"] = ledger.new_customer(19675, 0)  # never written
     store.limit = 0
     store.trim()
+    assert set(store.cache) == {"old", "new"}, "outside a sweep changed customers stay decoded"
+    store.trim(spill=True)
     assert not store.cache and set(store.spilled) == {"old", "new"} and not store.touched
     assert store["new"].tier == 0  # read back from its spilled state, not the table
     assert "new" not in store.spilled and "new" in store.touched
-    store.trim()
+    store.trim(spill=True)
     written = {cid: new for cid, _, new in store.take_touched(3)}
     assert written == {"old": False, "new": True}, "written once each; `new` survives a spill"
     assert codec.decode(table[b"old"], store.specs).tier_since != 5, "the table is the caller's to write"
@@ -268,7 +270,7 @@ def test_a_spilled_customer_is_read_from_the_commit_in_flight_until_it_is_in_the
     store["a"] = ledger.new_customer(19675, 0)
     store["a"].tier_since = 7
     store.limit = 0
-    store.trim()
+    store.trim(spill=True)
     taken = store.take_touched_ids()
     assert taken == ["a"] and not store.spilled and "a" in store.writing
     assert store["a"].tier_since == 7, "not in the table yet: read from the commit's state"
