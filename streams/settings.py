@@ -109,6 +109,23 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
+    def environment(self) -> dict[str, str]:
+        """Every setting as the environment variable that sets it, so a child `tierstream
+        run` started with them runs with exactly these settings (a hand-kept list left some
+        out, and tests that set them ran the worker on the defaults)."""
+        prefix = self.model_config.get("env_prefix", "")
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            env[f"{prefix}{name}".upper()] = text
+        return env
+
     @property
     def input_topics(self) -> list[str]:
         return [self.topic(t) for t in INPUT_TOPICS]

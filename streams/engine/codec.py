@@ -1,9 +1,16 @@
 """Customer state <-> compact bytes (the worker's table values and changelog records).
 
 Layout: the partition number (2 bytes, so a recovered table can be split by
-partition without decoding), then zlib(JSON) of a versioned list. Day rings are written in day order as deltas
-from the previous day, so a balance that does not move costs one character a day
-before compression and almost nothing after it. Decimal attributes keep their text.
+partition without decoding), then the compressed JSON of a versioned list. Day rings
+are written in day order as deltas from the previous day, so a balance that does not
+move costs one character a day before compression and almost nothing after it.
+Decimal attributes keep their text.
+
+Compression is a zstd frame (level 3, one reused context): for these ~2 KB documents
+it took 14 us against zlib's 35 (whose every call sets up and frees ~256 KB of state),
+with slightly smaller output, and a commit encodes every customer it changed (decision
+121). States written as zlib streams (before) are still read: the first byte tells
+them apart (a zlib stream starts 0x78, a zstd frame 0x28).
 """
 
 from __future__ import annotations
@@ -15,10 +22,13 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import zstandard
 
 from .ledger import Customer, Seen, SeriesSpec, layout_of
 
-FORMAT = 3  # 3 added segments, 2 churn_risk; 1 and 2 are still read
+#: 4 holds observations and seen fingerprints as the customer holds them (columns), 3 added
+#: segments, 2 churn_risk; 1 to 3 are still read
+FORMAT = 4
 
 
 def _ring_out(days: list[int]) -> list[int]:
@@ -32,6 +42,25 @@ def _attr_out(value: Any) -> Any:
 
 def _attr_in(value: Any) -> Any:
     return Decimal(value["d"]) if isinstance(value, dict) else value
+
+
+_compress = zstandard.ZstdCompressor(level=3).compress
+_decompress = zstandard.ZstdDecompressor().decompress
+#: first byte of a zlib stream at the default window: states written before zstd
+ZLIB_FIRST_BYTE = 0x78
+
+
+def pack(doc: list[Any], partition: int) -> bytes:
+    """The stored bytes of a state document."""
+    return partition.to_bytes(2, "big") + _compress(orjson.dumps(doc))
+
+
+def unpack(data: bytes) -> list[Any]:
+    """The state document of stored bytes (zstd, or zlib as written before)."""
+    body = data[2:]
+    raw = zlib.decompress(body) if body[0] == ZLIB_FIRST_BYTE else _decompress(body)
+    doc: list[Any] = orjson.loads(raw)
+    return doc
 
 
 def partition_of(data: bytes) -> int:
@@ -50,22 +79,23 @@ def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> by
         c.below_since,
         c.last_txn_day,
         c.dormant_fired,
-        [[acc, obs] for acc, obs in c.accounts.items()],
+        c.observation_records(),
         [[name, ts, eid, _attr_out(v)] for name, (ts, eid, v) in c.attrs.items()],
         [[_ring_out(c.ring_days(i)), s.sums] for i, s in enumerate(c.series)],
         [[k, v] for k, v in (c.opportunities or {}).items()],
         [[k, v] for k, v in (c.warnings or {}).items()],
-        [[k, v] for k, v in c.seen.items()],
+        [c.seen.fingerprints.tolist(), c.seen.days.tolist()],
         c.churn_risk,
         c.segments,
     ]
-    return partition.to_bytes(2, "big") + zlib.compress(orjson.dumps(doc), 1)
+    return pack(doc, partition)
 
 
 def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
-    doc = orjson.loads(zlib.decompress(data[2:]))
-    if doc[0] not in (1, 2, FORMAT):
-        raise ValueError(f"unknown customer state format {doc[0]}")
+    doc = unpack(data)
+    version = doc[0]
+    if version not in (1, 2, 3, FORMAT):
+        raise ValueError(f"unknown customer state format {version}")
     (
         _,
         first_day,
@@ -86,13 +116,16 @@ def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:
     c = Customer(first_day, last_instant, layout_of(specs))
     c.day, c.tier, c.tier_since, c.below_since = day, tier, tier_since, below_since
     c.last_txn_day, c.dormant_fired = last_txn_day, dormant
-    c.set_accounts({acc: obs for acc, obs in accounts})
+    if version >= 4:
+        c.set_observation_records(accounts[0], accounts[1], accounts[2])
+    else:
+        c.set_accounts({acc: obs for acc, obs in accounts})
     c.set_attrs({name: (ts, eid, _attr_in(v)) for name, ts, eid, v in attrs})
     if len(series) != len(specs):
         raise ValueError(f"customer state has {len(series)} day series, the rules {len(specs)}")
     c.set_series([list(itertools.accumulate(deltas)) for deltas, _ in series], [sums for _, sums in series])
     c.set_cooldowns({k: v for k, v in opp_last}, {k: v for k, v in churn_last})
-    c.seen = Seen(seen)
+    c.seen = Seen.of_columns(seen[0], seen[1]) if version >= 4 else Seen(seen)
     c.churn_risk = bool(doc[15]) if len(doc) > 15 else False  # format 1 had no churn_risk
     c.segments = doc[16] if len(doc) > 16 else None  # formats 1 and 2 had no segments
     return c

@@ -116,6 +116,16 @@ class Seen:
         for fp, day in items:
             self.add(fp, day)
 
+    @classmethod
+    def of_columns(cls, fingerprints: Sequence[int], days: Sequence[int]) -> Seen:
+        """Entries as two columns (the state codec's format 4): one array each, no per-entry call."""
+        if len(fingerprints) != len(days):
+            raise ValueError(f"{len(fingerprints)} fingerprints for {len(days)} days")
+        seen = cls()
+        seen.fingerprints = array("Q", fingerprints)
+        seen.days = array("i", days)
+        return seen
+
     def __contains__(self, fp: int) -> bool:
         return fp in self.fingerprints
 
@@ -330,6 +340,31 @@ class Customer:
                 [_key_day(key), obs[3 * r + 1], event_id, obs[3 * r + 2], bool(key & 1)]
             )
         return out
+
+    def observation_records(self) -> tuple[list[str], list[int], str]:
+        """The observations as held (the state codec's format 4): account ids, the
+        [key, ts, fen] records one after the other, their event ids newline-joined."""
+        obs = self.obs
+        return list(self.account_ids), obs.tolist() if isinstance(obs, array) else list(obs), self.obs_ids
+
+    def set_observation_records(self, account_ids: Sequence[str], records: Sequence[int], ids: str) -> None:
+        """Observations as `observation_records` gave them, checked: three integers and an
+        event id a record, keys in order, each naming one of the accounts."""
+        count = len(records) // 3
+        if len(records) != 3 * count or (ids.count(_ID_SEPARATOR) + 1 if ids else 0) != count:
+            raise ValueError(f"{len(records)} observation integers for the event ids {ids!r}")
+        if len(account_ids) >= _ACCOUNTS:
+            raise ValueError(f"{len(account_ids):,} accounts for one customer cannot be held")
+        keys = records[0::3]
+        for at in range(1, len(keys)):
+            if keys[at] <= keys[at - 1]:
+                raise ValueError("observation keys out of order")
+        if keys and not (_key_account(keys[0]) < len(account_ids) and _key_account(keys[-1]) >= 0):
+            raise ValueError(f"an observation names an account past the {len(account_ids)} held")
+        self.account_ids = tuple(account_ids)
+        obs = packed(records) if records else array("q")
+        self.obs = array("q", obs) if isinstance(obs, array) and obs.typecode != "q" else obs
+        self.obs_ids = ids
 
     def set_accounts(self, accounts: Mapping[str, Iterable[Sequence[Any]]]) -> None:
         """Observations as `accounts` gives them: [day, ts, event_id, fen, liability]."""

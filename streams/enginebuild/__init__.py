@@ -34,7 +34,7 @@ from typing import Any
 
 #: the engine modules compiled, under tierstream.engine: the hot ones in a profile of
 #: `simulate` (decisions 72, 80, 100-101); any engine module that mypyc accepts may be listed
-COMPILED = ("ledger", "evaluate", "partition", "decode", "money", "timeutil", "feed", "jsonio")
+COMPILED = ("ledger", "evaluate", "partition", "decode", "money", "timeutil", "feed", "jsonio", "codec")
 
 ENV_VAR = "TIERSTREAM_ENGINE_BUILD"
 MODES = ("auto", "pure", "compiled")

@@ -35,27 +35,8 @@ def spawn(
 def worker_env(settings: Settings, rules: str) -> dict[str, str]:
     """The environment of a `tierstream run` child process with these settings."""
     env = dict(os.environ)
-    env.update(
-        {
-            "TIERSTREAM_BROKER_URL": settings.broker_url,
-            "TIERSTREAM_REDIS_URL": settings.redis_url,
-            "TIERSTREAM_RULES": rules,
-            "TIERSTREAM_STORE": settings.store,
-            "TIERSTREAM_LIVE_CLOCK": "true" if settings.live_clock else "false",
-            "TIERSTREAM_WEB_PORT": str(settings.web_port),
-            "TIERSTREAM_APP_ID": settings.app_id,
-            "TIERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-            "TIERSTREAM_PARTITIONS": str(settings.partitions),
-            "TIERSTREAM_LOGLEVEL": settings.loglevel,
-            "TIERSTREAM_API_TOKEN": settings.api_token.get_secret_value(),
-            "TIERSTREAM_SWEEP_INTERVAL_SECONDS": str(settings.sweep_interval_seconds),
-            "TIERSTREAM_BROKER_SECURITY_PROTOCOL": settings.broker_security_protocol,
-            "TIERSTREAM_BROKER_CA_FILE": settings.broker_ca_file,
-            "TIERSTREAM_REDIS_PASSWORD": settings.redis_password.get_secret_value(),
-            "TIERSTREAM_REDIS_CA_FILE": settings.redis_ca_file,
-            "TIERSTREAM_PARTITIONER": settings.partitioner,
-        }
-    )
+    env.update(settings.environment())
+    env["TIERSTREAM_RULES"] = rules
     return env
 
 

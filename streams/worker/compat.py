@@ -1,7 +1,7 @@
 """Every reach into Faust's or aiokafka's private attributes, in one place.
 
 Faust (faust-streaming 0.15.3) and aiokafka (0.14.0) are pinned in pyproject.toml.
-The worker needs three things neither offers publicly; each is wrapped here, and
+The worker needs these things neither offers publicly; each is wrapped here, and
 `missing()` names any of them a version no longer has (tests/unit/worker/test_compat.py
 fails loudly on an upgrade that moved one):
 
@@ -19,6 +19,10 @@ fails loudly on an upgrade that moved one):
 * `Producer._ensure_producer`, the aiokafka producer behind Faust's, whose public
   batch API (`create_batch`, `send_batch`) sends a commit's changelog records at a
   fraction of a per-record `send`'s cost (`send_batches`).
+* `App._stop_fetcher`, the step of Faust's graceful stop (`App._stop_consumer`, pinned
+  by digest as `STOP_CONSUMER_DIGEST`) after which no record is delivered and before
+  which the tables and the producer still run (`after_fetcher_stops`): the worker's
+  final commit goes there.
 """
 
 from __future__ import annotations
@@ -48,10 +52,14 @@ ADD_GAP = ("faust.transport.consumer.Consumer", "_add_gap")
 N_ACKED = ("faust.transport.consumer.Consumer", "_n_acked")
 COMMIT_EVERY = ("faust.transport.consumer.Consumer", "_commit_every")
 ENSURE_PRODUCER = ("faust.transport.drivers.aiokafka.Producer", "_ensure_producer")
+STOP_FETCHER = ("faust.app.base.App", "_stop_fetcher")
 
 #: sha256 of the source of faust-streaming 0.15.3's `Consumer._drain_messages`, which
 #: `deliver_in_batches` replaces: a change means re-reading it and ours
 DRAIN_DIGEST = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+#: sha256 of the source of faust-streaming 0.15.3's `App._stop_consumer`: the fetcher is
+#: stopped, then the tables; the producer is flushed and stopped after it returns
+STOP_CONSUMER_DIGEST = "55854a5de12c3f5296b4acf16ddfe359be0b702d0cd7686bcab541847c396077"
 
 
 class _RoutingEvent:
@@ -238,6 +246,29 @@ def _batch_drain(topics: set[str], sink: BatchSink) -> Callable[[Any, Any], Awai
     return drain
 
 
+def stop_consumer_digest() -> str:
+    from faust.app.base import App
+
+    return hashlib.sha256(inspect.getsource(App._stop_consumer).encode()).hexdigest()
+
+
+def after_fetcher_stops(app: Any, hook: Callable[[], Awaitable[None]]) -> bool:
+    """Run `hook` in a graceful stop once the fetcher has stopped (no record is delivered
+    after it), before the tables stop and the producer is flushed; False (nothing changed)
+    when Faust's stop is not the one this was written for. Faust sends no revocation at a
+    stop, and its consumer commits the acked offsets after this."""
+    if stop_consumer_digest() != STOP_CONSUMER_DIGEST or not hasattr(app, "_stop_fetcher"):
+        return False
+    stop_fetcher = app._stop_fetcher
+
+    async def stop_then_run() -> None:
+        await stop_fetcher()
+        await hook()
+
+    app._stop_fetcher = stop_then_run
+    return True
+
+
 def missing() -> list[str]:
     """The private names above that the installed Faust and aiokafka no longer have."""
     import importlib
@@ -256,6 +287,7 @@ def missing() -> list[str]:
         N_ACKED,
         COMMIT_EVERY,
         ENSURE_PRODUCER,
+        STOP_FETCHER,
     ):
         module_name, _, class_name = owner.rpartition(".")
         try:

@@ -53,7 +53,15 @@ from ..settings import Settings
 from . import merge
 from .cache import RedisServing
 from .commit import Checkpoint, Encode, Write
-from .compat import Delivered, changelog_callback, deliver_in_batches, routed_to, send_batches, tune_fetch
+from .compat import (
+    Delivered,
+    after_fetcher_stops,
+    changelog_callback,
+    deliver_in_batches,
+    routed_to,
+    send_batches,
+    tune_fetch,
+)
 from .flow import FetchBrake
 from .metrics import WorkerMetrics
 from .routing import RoutingCheck
@@ -68,6 +76,11 @@ lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
 ENCODE_SLICE = 250
 #: changelog records a commit hands to the producer between two turns of the event loop
 SEND_SLICE = 500
+#: longest a graceful stop waits for its final commit (a broker that does not answer):
+#: past it the stop goes on, and what was applied since the last commit is redelivered
+FINAL_COMMIT_SECONDS = 30.0
+#: longest a graceful stop waits for its last Redis write
+FINAL_SERVING_SECONDS = 5.0
 #: a marker's clock, clock day, swept day and applied offsets, as of a commit's start
 MarkerFields = tuple[int | None, int | None, int | None, dict[str, int]]
 
@@ -136,6 +149,8 @@ class Worker:
         # time, past Faust's per-message path (the agent is the fallback).
         if not deliver_in_batches(app.consumer, set(self.topics), self._take):  # pragma: no cover
             log.warning("records arrive one by one: Faust's consumer loop has changed (worker/compat.py)")
+        if not after_fetcher_stops(app, self._final_commit):  # pragma: no cover
+            log.warning("a stop does not commit: Faust's stop has changed (worker/compat.py)")
         app.task(self._merge_loop)
         app.timer(self.settings.sweep_interval_seconds)(self._tick_clock)
         self.pages.install()
@@ -149,8 +164,7 @@ class Worker:
         self.rebalancing = True
         self.brake.forget()
         async with self.lock:
-            await self.checkpoint.commit()  # what was applied is written before another worker takes it
-            await self.checkpoint.wait()
+            await self._commit_applied()  # what was applied is written before another worker takes it
             for tp in revoked:
                 part = self.partitions.pop(tp.partition, None)
                 if part is not None:
@@ -161,6 +175,32 @@ class Worker:
                     with contextlib.suppress(KeyError):
                         self.metrics.lag.remove(tp.topic, str(tp.partition))
             self.ready = False
+
+    async def _commit_applied(self) -> None:
+        await self.checkpoint.commit()
+        await self.checkpoint.wait()
+
+    async def _final_commit(self) -> None:
+        """A graceful stop commits what was applied, as a revocation does: otherwise the
+        next owner applies those records again and sends their outputs a second time.
+        Then Redis is written once more. Faust's consumer commits the acks after this."""
+        async with self.lock:
+            try:
+                await asyncio.wait_for(self._commit_applied(), FINAL_COMMIT_SECONDS)
+            except Exception as exc:  # a stop goes on: the uncommitted is redelivered
+                why = (
+                    f"not done in {FINAL_COMMIT_SECONDS:g} s"
+                    if isinstance(exc, TimeoutError)
+                    else f"{type(exc).__name__}: {exc}"
+                )
+                log.warning(
+                    "final commit at stop failed (%s); the records applied since the last "
+                    "commit will be applied again by the next owner",
+                    why,
+                )
+                return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.serving.flush(), FINAL_SERVING_SECONDS)
 
     async def _on_rebalance_complete(self, sender: Any, **kwargs: Any) -> None:
         self.rebalancing = False  # Faust sends it once the tables are recovered

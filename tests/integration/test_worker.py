@@ -252,6 +252,39 @@ def test_rocksdb_store_keeps_state_across_a_restart(settings: Settings, tmp_path
     assert len(offsets) == settings.partitions and min(offsets) > 0, table
 
 
+def test_a_graceful_stop_commits_what_was_applied(settings: Settings, tmp_path: Path) -> None:
+    """No commit falls due while the worker runs (an hour's interval, no record limit): the
+    stop itself commits, so the next worker applies only what came after, and no output
+    is sent twice."""
+    never = settings.model_copy(update={"commit_interval_ms": 3_600_000, "commit_max_records": 10**9})
+    events = tmp_path / "bank.jsonl"
+    make_bank(events, customers=40, days=20, seed=31, noise=False, late=False)
+    lines = events.read_bytes().splitlines(keepends=True)
+    cut = len(lines) * 7 // 10
+    first, rest = tmp_path / "first.jsonl", tmp_path / "rest.jsonl"
+    first.write_bytes(b"".join(lines[:cut]))
+    rest.write_bytes(b"".join(lines[cut:]))
+    sent = publish(settings, first)
+    worker = start(never, tmp_path, "first")
+    try:
+        worker.wait_for(lambda: worker.consumed() >= sent, 180, "the first part applied")
+    finally:
+        worker.stop()
+    assert worker.proc.returncode == 0, "stopped by SIGTERM, not killed after the grace period"
+    more = publish(settings, rest)
+    again = start(settings, tmp_path, "second")
+    try:
+        again.wait_for(lambda: again.consumed() >= more and again.lag() == 0, 180, "the rest committed")
+        consumed = again.consumed()
+        outputs = captured(settings)
+    finally:
+        again.stop()
+    assert consumed == more, f"the second worker was handed {consumed - more:g} records the first applied"
+    sent_twice = len([x for x in outputs if x["topic"] != "tierstream.dlq"]) - len(output_ids(outputs))
+    assert sent_twice == 0
+    assert_same_as_simulate(settings, events, outputs)
+
+
 def test_live_clock_ages_quiet_customers(settings: Settings, tmp_path: Path) -> None:
     """No new events: the timer moves the clock to wall time and sweeps day boundaries."""
     from datetime import UTC, datetime, timedelta

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 
 from tierstream.engine import codec
@@ -59,6 +60,71 @@ def test_state_bytes_per_customer_stay_small() -> None:
         size = len(codec.encode(engine.customers["A"], engine.ledger.specs))
         print(f"{preset}: {size} bytes of state")
         assert size <= limit, (preset, size)
+
+
+def test_states_written_as_zlib_before_zstd_still_read() -> None:
+    """Tables and changelogs written before decision 121 hold zlib streams."""
+    import zlib
+
+    engine = PartitionEngine(load_rules("cmb"))
+    book = (
+        Book().balance(ts(0, 3600), "60000.00").txn(ts(1, 7200), "10.00").profile(ts(2, 100), segment="mass")
+    )
+    for i, line in enumerate(book.encoded()):
+        feed_line(engine, i, line)
+    specs = engine.ledger.specs
+    blob = codec.encode(engine.customers["A"], specs, 5)
+    assert blob[2] != codec.ZLIB_FIRST_BYTE, "written as zstd"
+    doc = codec.unpack(blob)
+    old = (5).to_bytes(2, "big") + zlib.compress(orjson.dumps(doc), 1)
+    assert old[2] == codec.ZLIB_FIRST_BYTE
+    assert codec.partition_of(old) == 5
+    assert codec.encode(codec.decode(old, specs), specs, 5) == blob
+
+
+def test_format_3_states_read_as_the_same_customer() -> None:
+    """Format 3 held observations per account and seen fingerprints as pairs; format 4
+    holds both as the customer does (columns)."""
+    engine = PartitionEngine(load_rules("cmb"))
+    book = Book()
+    for day in range(12):
+        book.balance(ts(day, 3600), f"{1000 + day}.00", account="A1").txn(ts(day, 7200), "5.00", account="A2")
+        book.balance(ts(day, 3700), f"{50 * day}.00", account="L1", product="loan")
+    for i, line in enumerate(book.encoded()):
+        feed_line(engine, i, line)
+    c, specs = engine.customers["A"], engine.ledger.specs
+    blob = codec.encode(c, specs, 2)
+    doc = codec.unpack(blob)
+    assert doc[0] == codec.FORMAT == 4
+    format_3 = [
+        3,
+        *doc[1:9],
+        [[a, o] for a, o in c.accounts.items()],
+        *doc[10:14],
+        [list(p) for p in c.seen.items()],
+    ]
+    format_3 += doc[15:]
+    assert len(format_3[9]) == 2 and len(format_3[14]) > 0  # two accounts (A1, the loan)
+    assert codec.encode(codec.decode(codec.pack(format_3, 2), specs), specs, 2) == blob
+
+
+def test_a_state_whose_observations_do_not_fit_together_is_refused() -> None:
+    engine = PartitionEngine(load_rules("cmb"))
+    book = Book().balance(ts(0, 3600), "10.00", account="A1").balance(ts(0, 3700), "20.00", account="A2")
+    for i, line in enumerate(book.encoded()):
+        feed_line(engine, i, line)
+    specs = engine.ledger.specs
+    doc = codec.unpack(codec.encode(engine.customers["A"], specs))
+    accounts, records, ids = doc[9]
+    for broken in (
+        [accounts, records[:-1], ids],  # a record short of an integer
+        [accounts, records, ids + "\nextra"],  # an event id too many
+        [accounts[:1], records, ids],  # a record of an account not held
+        [accounts, records[3:] + records[:3], ids],  # keys out of order
+    ):
+        bad = [*doc[:9], broken, *doc[10:]]
+        with pytest.raises(ValueError):
+            codec.decode(codec.pack(bad, 0), specs)
 
 
 def _shape(text: str) -> dict[str, Any]:

@@ -62,6 +62,29 @@ def test_deliver_in_batches_replaces_the_drain_of_that_consumer_only() -> None:
     assert not compat.deliver_in_batches(SimpleNamespace(), {"t.balances"}, sink), "no read offsets: refused"
 
 
+def test_faust_s_stop_is_the_one_after_fetcher_stops_hooks_into() -> None:
+    assert compat.stop_consumer_digest() == compat.STOP_CONSUMER_DIGEST, (
+        "Faust's App._stop_consumer changed: check that the fetcher still stops before the "
+        "tables and the producer (the worker's final commit runs between), then pin the new digest"
+    )
+
+
+def test_the_stop_hook_runs_after_the_fetcher_has_stopped() -> None:
+    steps: list[str] = []
+
+    async def stop_fetcher() -> None:
+        steps.append("fetcher stopped")
+
+    async def final_commit() -> None:
+        steps.append("final commit")
+
+    app = SimpleNamespace(_stop_fetcher=stop_fetcher)
+    assert compat.after_fetcher_stops(app, final_commit)
+    asyncio.run(app._stop_fetcher())
+    assert steps == ["fetcher stopped", "final commit"]
+    assert not compat.after_fetcher_stops(SimpleNamespace(), final_commit), "no fetcher stop: refused"
+
+
 def test_a_delivered_record_acks_its_message_through_the_consumer() -> None:
     acked = []
     message = SimpleNamespace(ack=lambda consumer: acked.append(consumer) or True)
