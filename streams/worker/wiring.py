@@ -400,7 +400,11 @@ class Worker:
         self.app.consumer.on_buffer_full(TP(topic, number))
 
     def _resume_fetch(self, topic: str, number: int) -> None:
-        self.app.consumer.on_buffer_drop(TP(topic, number))
+        # never one a rebalance is taking away: Faust would fetch it again unassigned
+        # (after a rebalance Faust fetches every assigned topic-partition anyway)
+        tp = TP(topic, number)
+        if not self.rebalancing and tp in self.app.consumer.assignment():
+            self.app.consumer.on_buffer_drop(tp)
 
     def highwater_of(self, number: int) -> merge.HighWater:
         consumer = self.app.consumer
