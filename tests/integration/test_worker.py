@@ -275,11 +275,13 @@ def test_a_graceful_stop_commits_what_was_applied(settings: Settings, tmp_path: 
     again = start(settings, tmp_path, "second")
     try:
         again.wait_for(lambda: again.consumed() >= more and again.lag() == 0, 180, "the rest committed")
-        consumed = again.consumed()
+        # applied, not every record handed over: a rebalance inside the second worker's
+        # start may hand it its own records again, which its marker skips as duplicates
+        applied = again.metrics()['tierstream_records_total{outcome="applied"}']
         outputs = captured(settings)
     finally:
         again.stop()
-    assert consumed == more, f"the second worker was handed {consumed - more:g} records the first applied"
+    assert applied == more, f"the second worker applied {applied - more:g} records the first had applied"
     sent_twice = len([x for x in outputs if x["topic"] != "tierstream.dlq"]) - len(output_ids(outputs))
     assert sent_twice == 0
     assert_same_as_simulate(settings, events, outputs)
@@ -339,7 +341,7 @@ def test_live_clock_ages_quiet_customers(settings: Settings, tmp_path: Path) -> 
 
 def test_when_one_worker_stops_the_other_takes_over(settings: Settings, tmp_path: Path) -> None:
     events = tmp_path / "bank.jsonl"
-    make_bank(events, customers=300, days=40, seed=23)
+    make_bank(events, customers=600, days=40, seed=23)  # a backlog that outlasts the second one's join
     sent = publish(settings, events)
     other = settings.model_copy(update={"web_port": free_port()})
     a, b = start(settings, tmp_path, "a"), start(other, tmp_path, "b")
