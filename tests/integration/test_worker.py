@@ -51,6 +51,16 @@ def assert_same_as_simulate(settings: Settings, events: Path, outputs: list[dict
     assert sorted(set(keyed_dead_letters(outputs))) == sorted(set(keyed_dead_letters(expected)))
 
 
+def split_bank(events: Path, tenths: int) -> tuple[Path, Path]:
+    """The event file's first `tenths`/10 of lines and the rest, as two files beside it."""
+    lines = events.read_bytes().splitlines(keepends=True)
+    cut = len(lines) * tenths // 10
+    first, rest = events.with_name("first.jsonl"), events.with_name("rest.jsonl")
+    first.write_bytes(b"".join(lines[:cut]))
+    rest.write_bytes(b"".join(lines[cut:]))
+    return first, rest
+
+
 def start(settings: Settings, tmp_path: Path, name: str = "worker") -> WorkerProcess:
     return WorkerProcess(settings, RULES, tmp_path / f"{name}.log")
 
@@ -221,16 +231,13 @@ def test_rocksdb_store_keeps_state_across_a_restart(settings: Settings, tmp_path
     settings = settings.model_copy(update={"store": "rocksdb://", "loglevel": "INFO"})
     events = tmp_path / "bank.jsonl"
     make_bank(events, customers=60, days=30, seed=17)
-    lines = events.read_bytes().splitlines(keepends=True)
-    cut = len(lines) * 6 // 10
-    first, rest = tmp_path / "first.jsonl", tmp_path / "rest.jsonl"
-    first.write_bytes(b"".join(lines[:cut]))
-    rest.write_bytes(b"".join(lines[cut:]))
+    first, rest = split_bank(events, 6)
     sent = publish(settings, first)
     worker = start(settings, tmp_path, "first")
     try:
         # lag 0: committed (state in RocksDB, markers, acks), not only applied: commits run
-        # in the background (docs/worker.md), and a stop does not wait for the next one
+        # in the background (docs/worker.md); the test checks recovery from the table, not
+        # the stop's own final commit
         worker.wait_for(lambda: worker.consumed() >= sent and worker.lag() == 0, 180, "first part committed")
     finally:
         worker.stop()
@@ -259,11 +266,7 @@ def test_a_graceful_stop_commits_what_was_applied(settings: Settings, tmp_path: 
     never = settings.model_copy(update={"commit_interval_ms": 3_600_000, "commit_max_records": 10**9})
     events = tmp_path / "bank.jsonl"
     make_bank(events, customers=40, days=20, seed=31, noise=False, late=False)
-    lines = events.read_bytes().splitlines(keepends=True)
-    cut = len(lines) * 7 // 10
-    first, rest = tmp_path / "first.jsonl", tmp_path / "rest.jsonl"
-    first.write_bytes(b"".join(lines[:cut]))
-    rest.write_bytes(b"".join(lines[cut:]))
+    first, rest = split_bank(events, 7)
     sent = publish(settings, first)
     worker = start(never, tmp_path, "first")
     try:
