@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, Final
 
 from .ledger import Customer, Ledger, SeriesSpec
 from .money import format_fen
@@ -26,16 +26,16 @@ from .rules import (
 )
 from .timeutil import Calendar
 
-TIER_CHANGES = "tier.changes"
-OPPORTUNITIES = "tier.opportunities"
-CHURN_WARNINGS = "customer.churn-warnings"
-SEGMENT_CHANGES = "customer.segment-changes"
-DLQ = "tierstream.dlq"
+TIER_CHANGES: Final = "tier.changes"
+OPPORTUNITIES: Final = "tier.opportunities"
+CHURN_WARNINGS: Final = "customer.churn-warnings"
+SEGMENT_CHANGES: Final = "customer.segment-changes"
+DLQ: Final = "tierstream.dlq"
 #: the output topics every deployment has; SEGMENT_CHANGES only with a `segments` section
-OUTPUT_TOPICS = (TIER_CHANGES, OPPORTUNITIES, CHURN_WARNINGS, DLQ)
+OUTPUT_TOPICS: Final = (TIER_CHANGES, OPPORTUNITIES, CHURN_WARNINGS, DLQ)
 #: a stored segment value meaning "set at the next boundary without an output" (SPEC §9:
 #: a snapshot that does not give the segment)
-UNSET_QUIETLY = ""
+UNSET_QUIETLY: Final = ""
 
 
 def output_topics(rules: Rules) -> tuple[str, ...]:
