@@ -1,8 +1,8 @@
 """Session 8's per-event shortcuts (docs/decisions.md 130-131) decide only what the plain
 code did: a balance observation (the account found without `tuple.index`, the account's
 first record found by walking back rather than a `bisect` over a copied key column), the
-minutes and seconds of a cached hour read one character at a time, and the decoded
-events' own `__init__` setting every field."""
+minutes and seconds of a cached hour read one character at a time, the decoded events'
+own `__init__` setting every field, and the ladder's native checks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import dataclasses
 import re
 from array import array
 from bisect import bisect_left
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tierstream.engine.decode import Balance, Profile, Transaction
-from tierstream.engine.evaluate import series_specs
+from tierstream.engine.evaluate import _check, series_specs
 from tierstream.engine.ledger import (
     _ACCOUNT_SHIFT,
     _DAY_BIAS,
@@ -27,7 +28,8 @@ from tierstream.engine.ledger import (
     Ledger,
     _id_span,
 )
-from tierstream.engine.rules import load_rules
+from tierstream.engine.partition import PartitionEngine
+from tierstream.engine.rules import PRESETS, load_rules
 from tierstream.engine.timeutil import TimestampError, parse_instant
 
 RULES = load_rules("cmb")
@@ -236,3 +238,40 @@ def test_a_decoded_event_holds_each_argument_in_its_own_field(event: Any) -> Non
     made = event(*values)
     assert [getattr(made, name) for name in names] == values
     assert made == event(*values) and made != event(*values[:-1], OTHER[names[-1]])
+
+
+def _ladder_conditions() -> list[tuple[Any, Any, Any]]:
+    """(evaluator, condition, its closure) for every ladder condition of the presets, and
+    each avg one again with `>`, `<`, a literal off by one and a Decimal literal."""
+    out = []
+    for name in PRESETS:
+        evaluator = PartitionEngine(load_rules(name)).evaluator
+        for tier in evaluator.tier_tests:
+            for cond, _ in tier:
+                variants = [cond]
+                if cond.metric.kind in ("avg_aum", "avg_loan"):
+                    variants += [
+                        dataclasses.replace(cond, op=">"),
+                        dataclasses.replace(cond, op="<"),
+                        dataclasses.replace(cond, literal=cond.literal + 1),
+                        dataclasses.replace(cond, literal=Decimal(cond.literal) + Decimal("0.5")),
+                    ]
+                out += [(evaluator, v, evaluator._test(v)) for v in variants]
+    return out
+
+
+LADDER = _ladder_conditions()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(LADDER), st.data())
+def test_a_ladder_check_holds_exactly_when_its_condition_does(case: tuple[Any, Any, Any], data: Any) -> None:
+    evaluator, cond, test = case
+    check = _check(cond, test, evaluator.ledger)
+    c = evaluator.ledger.new_customer(FIRST_DAY, 0)
+    literal = cond.literal if type(cond.literal) is int else 0
+    days = cond.metric.window or 1
+    # sums around the condition's edge (the window's total for an average of `literal`)
+    edge = st.integers(min_value=-3 * days, max_value=3 * days).map(lambda d: literal * days + d)
+    c.sums = data.draw(st.lists(st.one_of(edge, st.integers()), min_size=len(c.sums), max_size=len(c.sums)))
+    assert check.holds(c) == test(c)
