@@ -17,16 +17,19 @@ once held the event loop for hundreds of ms). A customer encoded after more of i
 records were applied is written ahead of the marker, the state a crash between a
 commit's state writes and its marker leaves too (docs/worker.md); the outputs of
 those records are sent before its state, since the deliveries are taken once the
-encoding is done. A failed delivery is raised by the next `commit()` or `wait()` and
-nothing of that commit is acked.
+encoding is done, and once the hand-over in progress then (`hand_over`: a send may
+wait for room in the producer's batch, and the encoding go on meanwhile) has ended. A
+failed delivery is raised by the next `commit()` or `wait()` and nothing of that commit
+is acked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from .store import Partition
 
@@ -38,6 +41,7 @@ Encode = Callable[[], Awaitable[tuple[list[Write], list[Write]]]]
 Snapshot = Callable[[list[Partition]], Encode]
 #: send changelog writes and wait for their delivery
 Send = Callable[[list[Write]], Awaitable[None]]
+Item = TypeVar("Item")
 
 
 class Checkpoint:
@@ -63,11 +67,40 @@ class Checkpoint:
         self.deliveries: list[asyncio.Future[Any]] = []
         self.last_commit = clock()
         self.committing: asyncio.Future[None] | None = None
+        #: the hand-over in progress, resolved when it ends
+        self.handing: asyncio.Future[None] | None = None
+        self.handovers = 0
 
     def applied(self, work: list[tuple[Partition, list[Any]]]) -> None:
         """Records applied (their outputs sent): to be committed."""
         self.uncommitted.extend(work)
         self.uncommitted_records += sum(len(records) for _, records in work)
+
+    async def hand_over(
+        self, items: Iterable[Item], send: Callable[[Item], Awaitable[asyncio.Future[Any]]]
+    ) -> None:
+        """Hand outputs to the producer (`send` returns a delivery); the next commit to take
+        the deliveries awaits them. The list is looked up at every item: a commit may take
+        it while a send waits."""
+        with self._handing():
+            for item in items:
+                self.deliveries.append(await send(item))
+
+    @contextmanager
+    def _handing(self) -> Iterator[None]:
+        """While outputs are handed over, a commit whose encoding ends waits for the end
+        before taking the deliveries: the merge applied every record whose effects the
+        encoding read, but their outputs may still be in the list being handed over."""
+        if not self.handovers:
+            self.handing = asyncio.get_running_loop().create_future()
+        self.handovers += 1
+        try:
+            yield
+        finally:
+            self.handovers -= 1
+            if not self.handovers and self.handing is not None:
+                self.handing.set_result(None)
+                self.handing = None
 
     @property
     def pending(self) -> bool:
@@ -118,6 +151,8 @@ class Checkpoint:
 
     async def _write(self, encode: Encode, records: list[tuple[Partition, list[Any]]]) -> None:
         writes, markers = await encode()
+        if self.handing is not None:  # the encoding may have read past what is handed over yet
+            await asyncio.shield(self.handing)
         # every output sent so far: the state just encoded may hold records applied
         # after the commit began, and their outputs must be delivered before it
         deliveries, self.deliveries = self.deliveries, []

@@ -444,6 +444,9 @@ class Worker:
                     return
 
     async def _apply(self, work: list[tuple[Partition, list[Any]]]) -> None:
+        """Apply a batch and hand its outputs over. Nothing awaits between applying and the
+        hand-over's start: a commit encoding meanwhile waits only for the hand-over in
+        progress (`Checkpoint.hand_over`) to cover every output of what it read."""
         outputs: list[tuple[Output, float | None]] = []
         bare = self._bare
         for part, records in work:
@@ -515,17 +518,22 @@ class Worker:
 
     async def _send_outputs(self, outputs: list[tuple[Output, float | None]]) -> None:
         """Hand outputs to the producer now (latency); their delivery is awaited at commit."""
-        producer = self.app.producer
-        names = self.output_names
-        deliveries = self.checkpoint.deliveries
-        for (topic, key, value), ts in outputs:
-            kind = value.get("type", "dead_letter") if topic != DLQ else "dead_letter"
-            # aiokafka's future for the record's delivery
-            future: asyncio.Future[Any] = await producer.send(  # type: ignore[assignment]
-                names[topic], key.encode("utf-8") if key else None, orjson.dumps(value), None, None, None
-            )
-            future.add_done_callback(functools.partial(self._delivered, kind, ts))
-            deliveries.append(future)
+        await self.checkpoint.hand_over(outputs, self._send_output)
+
+    async def _send_output(self, output: tuple[Output, float | None]) -> asyncio.Future[Any]:
+        (topic, key, value), ts = output
+        kind = value.get("type", "dead_letter") if topic != DLQ else "dead_letter"
+        # aiokafka's future for the record's delivery
+        future: asyncio.Future[Any] = await self.app.producer.send(  # type: ignore[assignment]
+            self.output_names[topic],
+            key.encode("utf-8") if key else None,
+            orjson.dumps(value),
+            None,
+            None,
+            None,
+        )
+        future.add_done_callback(functools.partial(self._delivered, kind, ts))
+        return future
 
     def _delivered(self, kind: str, ts: float | None, future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:

@@ -227,6 +227,68 @@ def test_outputs_sent_while_the_commit_encodes_are_delivered_before_its_state() 
     assert p0.acked == {"bal": 0}
 
 
+def test_a_commit_whose_encoding_ends_inside_a_hand_over_waits_for_its_end() -> None:
+    """The merge applied records, then began handing their outputs over and waited for
+    room in a batch; meanwhile the commit encoded customers carrying those records. The
+    outputs still to hand over must be delivered before that state (kill -9 safety)."""
+
+    async def scenario() -> tuple[Harness, Any]:
+        h = Harness()
+        p0 = partition(0)
+        h.checkpoint.applied([(p0, h.events("bal", 0))])
+        room = asyncio.Event()
+        deliveries: list[asyncio.Future[Any]] = []
+
+        async def send(name: str) -> asyncio.Future[Any]:
+            if name == "second":
+                await room.wait()  # the producer's batch is full
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(lambda f: h.log.append(f"delivered {name}"))
+            deliveries.append(future)
+            return future
+
+        handing = asyncio.ensure_future(h.checkpoint.hand_over(["first", "second"], send))
+        await asyncio.sleep(0)  # "first" handed, "second" waits for room
+        await h.checkpoint.commit()
+        await asyncio.sleep(0.01)  # the encoding is done
+        deliveries[0].set_result(None)
+        await asyncio.sleep(0.01)
+        assert not any(line.startswith("state") for line in h.log), "state waits for the hand-over"
+        room.set()
+        await handing
+        await asyncio.sleep(0.01)
+        assert not any(line.startswith("state") for line in h.log), "and for what it handed after"
+        deliveries[1].set_result(None)
+        await h.checkpoint.wait()
+        return h, p0
+
+    h, p0 = asyncio.run(scenario())
+    assert h.log.index("delivered second") < h.log.index("state [0]")
+    assert p0.acked == {"bal": 0}
+    assert h.checkpoint.handing is None
+
+
+def test_a_hand_over_that_fails_still_ends() -> None:
+    """A send that raises ends the hand-over: a commit waiting for it goes on."""
+
+    async def scenario() -> list[str]:
+        h = Harness()
+        h.checkpoint.applied([(partition(0), h.events("bal", 0))])
+
+        async def send(name: str) -> asyncio.Future[Any]:
+            await asyncio.sleep(0)
+            raise OSError("producer closed")
+
+        handing = asyncio.ensure_future(h.checkpoint.hand_over(["out"], send))
+        await h.checkpoint.commit()
+        with pytest.raises(OSError):
+            await handing
+        await h.checkpoint.wait()
+        return h.log
+
+    assert asyncio.run(scenario()) == ["snapshot [0]", "state [0]", "markers [0]", "ack bal:0"]
+
+
 def test_no_commit_is_due_while_one_is_in_flight() -> None:
     """The merge applies on while a commit encodes and writes, rather than waiting for it."""
 
