@@ -53,14 +53,19 @@ class Checkpoint:
         send_state: Send,
         send_markers: Send,
         clock: Callable[[], float] = time.monotonic,
+        committed: Callable[[float], None] | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.send_state = send_state
         self.send_markers = send_markers
         self.clock = clock
+        #: told each commit's duration (start to acks), in the clock's seconds
+        self.committed = committed
         #: applied records to ack, by partition
         self.uncommitted: list[tuple[Partition, list[Any]]] = []
         self.uncommitted_records = 0
+        #: records the commit in flight acks once written
+        self.writing_records = 0
         #: partitions whose clock moved without records (the live clock)
         self.moved: dict[int, Partition] = {}
         #: output deliveries not yet awaited
@@ -103,6 +108,11 @@ class Checkpoint:
                 self.handing = None
 
     @property
+    def unacked_records(self) -> int:
+        """Applied and not acked yet: not in a commit, or in the one in flight."""
+        return self.uncommitted_records + self.writing_records
+
+    @property
     def pending(self) -> bool:
         return bool(self.uncommitted_records or self.moved)
 
@@ -138,10 +148,11 @@ class Checkpoint:
         if not parts and not self.deliveries:
             return
         records, self.uncommitted = self.uncommitted, []
+        self.writing_records = self.uncommitted_records
         self.uncommitted_records = 0
         self.moved = {}
         encode = self.snapshot(list(parts.values()))
-        self.committing = asyncio.ensure_future(self._write(encode, records))
+        self.committing = asyncio.ensure_future(self._write(encode, records, self.last_commit))
 
     async def wait(self) -> None:
         """Wait for the commit in flight; its failure (a delivery) is raised here."""
@@ -149,7 +160,7 @@ class Checkpoint:
             task, self.committing = self.committing, None
             await task
 
-    async def _write(self, encode: Encode, records: list[tuple[Partition, list[Any]]]) -> None:
+    async def _write(self, encode: Encode, records: list[tuple[Partition, list[Any]]], began: float) -> None:
         writes, markers = await encode()
         if self.handing is not None:  # the encoding may have read past what is handed over yet
             await asyncio.shield(self.handing)
@@ -165,3 +176,6 @@ class Checkpoint:
             for event in events:
                 event.ack()
                 acked[event.message.topic] = event.message.offset
+        self.writing_records = 0
+        if self.committed is not None:
+            self.committed(self.clock() - began)

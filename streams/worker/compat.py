@@ -53,6 +53,8 @@ N_ACKED = ("faust.transport.consumer.Consumer", "_n_acked")
 COMMIT_EVERY = ("faust.transport.consumer.Consumer", "_commit_every")
 ENSURE_PRODUCER = ("faust.transport.drivers.aiokafka.Producer", "_ensure_producer")
 STOP_FETCHER = ("faust.app.base.App", "_stop_fetcher")
+PRODUCER_ACCUMULATOR = ("aiokafka.producer.producer.AIOKafkaProducer", "_message_accumulator")
+ACCUMULATOR_COMPRESSION = ("aiokafka.producer.message_accumulator.MessageAccumulator", "_compression_type")
 
 #: sha256 of the source of faust-streaming 0.15.3's `Consumer._drain_messages`, which
 #: `deliver_in_batches` replaces: a change means re-reading it and ours
@@ -120,8 +122,25 @@ def kafka_producer(producer: Any) -> Any | None:
 Records = Sequence[tuple[int, bytes | None, bytes]]
 
 
+def batch_maker(kafka: Any, batch_bytes: int | None) -> Callable[[], Any]:
+    """Empty batches of `batch_bytes` in the producer's compression (its own size when
+    None, or when the compression cannot be read where this expects it). aiokafka
+    queues one batch per topic-partition and sends the next only once that one is
+    delivered, so a commit's state records go out a batch per broker round trip."""
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
+    accumulator = getattr(kafka, "_message_accumulator", None)
+    compression = getattr(accumulator, "_compression_type", _UNREAD)
+    if batch_bytes is None or compression is _UNREAD:
+        return kafka.create_batch  # type: ignore[no-any-return]
+    return lambda: BatchBuilder(batch_bytes, compression)
+
+
+_UNREAD = object()
+
+
 async def send_batches(
-    producer: Any, topic: str, records: Records, yield_every: int = 500
+    producer: Any, topic: str, records: Records, yield_every: int = 500, batch_bytes: int | None = None
 ) -> list[asyncio.Future[Any]] | None:
     """Hand `records` to the aiokafka producer behind Faust's in one batch per partition
     (more when one fills up), in order per partition; the futures resolve on delivery.
@@ -136,12 +155,13 @@ async def send_batches(
         by_partition.setdefault(partition, []).append((key, value))
     futures: list[asyncio.Future[Any]] = []
     appended = 0
+    new_batch = batch_maker(kafka, batch_bytes)
     for partition, items in by_partition.items():
-        batch = kafka.create_batch()
+        batch = new_batch()
         for key, value in items:
             if batch.append(key=key, value=value, timestamp=None) is None:  # full
                 futures.append(await kafka.send_batch(batch, topic, partition=partition))
-                batch = kafka.create_batch()
+                batch = new_batch()
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     raise ValueError(f"a record of {len(value):,} bytes does not fit in a batch of {topic}")
             appended += 1
@@ -288,6 +308,8 @@ def missing() -> list[str]:
         COMMIT_EVERY,
         ENSURE_PRODUCER,
         STOP_FETCHER,
+        PRODUCER_ACCUMULATOR,
+        ACCUMULATOR_COMPRESSION,
     ):
         module_name, _, class_name = owner.rpartition(".")
         try:

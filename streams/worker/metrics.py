@@ -19,6 +19,8 @@ METRIC_NAMES = (
     "tierstream_redis_pending_customers",
     "tierstream_customers",
     "tierstream_customers_by_segment",
+    "tierstream_commit_seconds",
+    "tierstream_uncommitted_records",
 )
 
 #: event-to-output seconds; fine between 50 ms and 1 s, where the target (p99 500 ms) lies
@@ -68,6 +70,18 @@ class WorkerMetrics:
             "tierstream_event_to_output_seconds",
             "Input record timestamp to output delivered",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "tierstream_commit_seconds",
+            "A commit's start (what it holds fixed) to its records acked: encoding, output "
+            "deliveries, state and markers written",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.uncommitted = Gauge(
+            "tierstream_uncommitted_records",
+            "Records applied and not yet acked (held until a commit writes their effects)",
             registry=r,
         )
         self.dead_letters = Counter(

@@ -75,6 +75,11 @@ lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
 ENCODE_SLICE = 250
 #: changelog records a commit hands to the producer between two turns of the event loop
 SEND_SLICE = 500
+#: bytes of a changelog batch of state records: aiokafka sends a topic-partition's next
+#: batch only once the last is delivered, and at the producer's 16 KB (~22 states) a
+#: live flow's commits took seconds (docs/decisions.md 125); under Kafka's 1 MB default
+#: message.max.bytes
+STATE_BATCH_BYTES = 512 * 1024
 #: longest a graceful stop waits for its final commit (a broker that does not answer):
 #: past it the stop goes on, and what was applied since the last commit is redelivered
 FINAL_COMMIT_SECONDS = 30.0
@@ -129,7 +134,13 @@ class Worker:
         self.buffered = 0
         self.arrived = 0
         self.ready = False
-        self.checkpoint = Checkpoint(self._snapshot, self._send_state, self._send_markers)
+        self.checkpoint = Checkpoint(
+            self._snapshot,
+            self._send_state,
+            self._send_markers,
+            committed=self.metrics.commit_seconds.observe,
+        )
+        self.metrics.uncommitted.set_function(lambda: self.checkpoint.unacked_records)
         self.routing = RoutingCheck(settings.partitions, settings.partitioner)
         self.misrouting_told = False
         #: from a revocation until Faust says that rebalance's tables are recovered
@@ -614,7 +625,7 @@ class Worker:
         producer = self.app.producer
         table: Any = self.table
         name = table.changelog_topic.get_topic_name()
-        batched = await send_batches(producer, name, writes, SEND_SLICE)
+        batched = await send_batches(producer, name, writes, SEND_SLICE, STATE_BATCH_BYTES)
         futures: list[Awaitable[Any]] = [] if batched is None else list(batched)
         if batched is None:  # pragma: no cover - Faust's producer changed (worker/compat.py)
             for i, (number, key, blob) in enumerate(writes):

@@ -34,8 +34,14 @@ class Harness:
         self.now = 0.0
         #: what the merge does while the commit encodes (in the worker: applies and sends)
         self.during_encoding: Callable[[], None] | None = None
+        #: each commit's duration, as the checkpoint reports it
+        self.durations: list[float] = []
         self.checkpoint = Checkpoint(
-            self.snapshot, self.send_state, self.send_markers, clock=lambda: self.now
+            self.snapshot,
+            self.send_state,
+            self.send_markers,
+            clock=lambda: self.now,
+            committed=self.durations.append,
         )
 
     def snapshot(self, parts: list[Any]) -> Encode:
@@ -287,6 +293,30 @@ def test_a_hand_over_that_fails_still_ends() -> None:
         return h.log
 
     assert asyncio.run(scenario()) == ["snapshot [0]", "state [0]", "markers [0]", "ack bal:0"]
+
+
+def test_a_commit_reports_its_duration_and_what_it_holds_unacked() -> None:
+    """For `tierstream_commit_seconds` and `tierstream_uncommitted_records`: a commit that
+    lags holds every record applied meanwhile (memory, and a longer redelivery)."""
+
+    async def scenario() -> tuple[Harness, list[int]]:
+        h = Harness()
+        h.checkpoint.applied([(partition(0), h.events("bal", 0, 1, 2))])
+        seen = [h.checkpoint.unacked_records]
+        out = h.delivery("out")
+        h.now = 10.0
+        await h.checkpoint.commit()
+        h.checkpoint.applied([(partition(0), h.events("bal", 3))])
+        seen.append(h.checkpoint.unacked_records)  # 3 being written, 1 not in a commit yet
+        h.now = 12.5
+        out.set_result(None)
+        await h.checkpoint.wait()
+        seen.append(h.checkpoint.unacked_records)
+        return h, seen
+
+    h, seen = asyncio.run(scenario())
+    assert seen == [3, 4, 1]
+    assert h.durations == [2.5]
 
 
 def test_no_commit_is_due_while_one_is_in_flight() -> None:

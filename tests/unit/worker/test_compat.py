@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
+from typing import Any
+
+import pytest
 
 from tierstream.worker import compat
 
@@ -139,3 +142,40 @@ def test_send_batches_sends_one_batch_per_partition_in_order_and_splits_full_one
 
 def test_send_batches_sends_nothing_without_faust_s_aiokafka_producer() -> None:
     assert asyncio.run(compat.send_batches(SimpleNamespace(), "t", [(0, b"a", b"1")])) is None
+
+
+def _records_that_fit(make_batch: Any, value: bytes) -> int:
+    batch, n = make_batch(), 0
+    while batch.append(key=b"k", value=value, timestamp=None) is not None:
+        n += 1
+    return n
+
+
+def test_state_batches_are_as_large_as_asked_in_the_producer_s_compression(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A commit's state records go out a batch per round trip: their batches are
+    STATE_BATCH_BYTES, not the producer's 16 KB (the names read are checked by
+    `missing()` against the installed aiokafka)."""
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
+    kafka = SimpleNamespace(
+        _message_accumulator=SimpleNamespace(_compression_type=1),  # gzip
+        create_batch=lambda: BatchBuilder(16384, 1),
+    )
+    value = bytes(range(256)) * 3  # ~0.7 KB, as a customer's state
+    own = _records_that_fit(kafka.create_batch, value)
+    large = _records_that_fit(compat.batch_maker(kafka, 512 * 1024), value)
+    assert own < 30 and large > 600
+    made: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        "aiokafka.producer.message_accumulator.BatchBuilder", lambda size, codec: made.append((size, codec))
+    )
+    compat.batch_maker(kafka, 512 * 1024)()
+    assert made == [(512 * 1024, 1)]
+
+
+def test_without_the_accumulator_state_batches_are_the_producer_s_own() -> None:
+    kafka = _KafkaProducer(room=2)
+    assert compat.batch_maker(kafka, 512 * 1024) == kafka.create_batch
+    assert compat.batch_maker(kafka, None) == kafka.create_batch
