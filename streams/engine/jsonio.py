@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -24,7 +24,7 @@ def _refuse_constant(name: str) -> Any:
     raise NotJson(f"{name} is not JSON")
 
 
-_decoder = json.JSONDecoder(parse_float=JsonNumber, parse_constant=_refuse_constant)
+_decoder: Final = json.JSONDecoder(parse_float=JsonNumber, parse_constant=_refuse_constant)
 
 
 def loads(text: str) -> Any:

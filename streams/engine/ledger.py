@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import sys
 from array import array
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Final
 
 from .rules import PEAK_DAYS
 
@@ -30,7 +29,7 @@ from .rules import PEAK_DAYS
 #: 64 bits (amounts have no upper bound on the wire).
 Ints = MutableSequence[int]
 
-_WIDTHS = (("b", 1 << 7), ("h", 1 << 15), ("i", 1 << 31), ("q", 1 << 63))
+_WIDTHS: Final = (("b", 1 << 7), ("h", 1 << 15), ("i", 1 << 31), ("q", 1 << 63))
 
 
 def packed(values: Iterable[int]) -> Ints:
@@ -105,7 +104,8 @@ class SeriesView:
         self.sums = sums
 
 
-_FP_SIZE = array("Q").itemsize
+_FP_SIZE: Final = array("Q").itemsize
+_BYTE_ORDER: Final = sys.byteorder  # read once: `sys.byteorder` is a module lookup per call
 
 
 class Seen:
@@ -139,7 +139,7 @@ class Seen:
         if not fps:
             return False
         try:
-            needle = fp.to_bytes(_FP_SIZE, sys.byteorder)
+            needle = fp.to_bytes(_FP_SIZE, _BYTE_ORDER)
         except OverflowError:  # no entry can equal a value outside 0 .. 2**64 - 1
             return False
         raw = fps.tobytes()
@@ -188,12 +188,12 @@ class Seen:
 # is usually the busiest: its records then sit at the end, where appending and
 # replacing are cheapest), then day (one record per account and day). The key carries
 # the side too, and stays a small int: -(account index << 23) + ((day + _DAY_BIAS) << 1) + liability.
-_ACCOUNT_SHIFT = 23
-_ACCOUNTS = 1 << 39
-_DAY_BIAS = 1 << 20  # every day of years 1-9999 is in [-_DAY_BIAS, _DAY_BIAS << 1)
-_DAY_FIELD = (1 << _ACCOUNT_SHIFT) - 1
+_ACCOUNT_SHIFT: Final = 23
+_ACCOUNTS: Final = 1 << 39
+_DAY_BIAS: Final = 1 << 20  # every day of years 1-9999 is in [-_DAY_BIAS, _DAY_BIAS << 1)
+_DAY_FIELD: Final = (1 << _ACCOUNT_SHIFT) - 1
 #: event ids are printable (SPEC §2), so a newline never occurs in one
-_ID_SEPARATOR = "\n"
+_ID_SEPARATOR: Final = "\n"
 
 
 def _block(account: int) -> int:
@@ -225,8 +225,8 @@ def _id_span(ids: str, index: int, count: int) -> tuple[int, int]:
 
 
 #: shared copies of attribute names and short text values (many customers hold the same)
-_SHARED: dict[Any, Any] = {}
-_SHARED_LIMIT = 1 << 16
+_SHARED: Final[dict[Any, Any]] = {}
+_SHARED_LIMIT: Final = 1 << 16
 
 
 def _shared(value: Any) -> Any:
@@ -574,12 +574,13 @@ class Ledger:
         """A balance observation: the account's closing balance changes from `day` on
         until its next later observation."""
         accounts = c.account_ids
-        try:
-            account = accounts.index(account_id)
-        except ValueError:
-            account = len(accounts)
+        held = len(accounts)
+        account = 0  # accounts.index(account_id), without a method call and its exception
+        while account < held and accounts[account] != account_id:
+            account += 1
+        if account == held:
             if account == _ACCOUNTS:
-                raise ValueError(f"{_ACCOUNTS:,} accounts for one customer cannot be held") from None
+                raise ValueError(f"{_ACCOUNTS:,} accounts for one customer cannot be held")
             c.account_ids = (*accounts, account_id)
         obs = c.obs
         low = -(account << _ACCOUNT_SHIFT)  # the account's keys are in [low, high)
@@ -648,15 +649,17 @@ class Ledger:
             end += 1
             # bound the history: the lateness horizon plus the last observation before it
             horizon = low + ((c.day - self.lateness + _DAY_BIAS) << 1)
-            first = bisect_left(obs[::3], low, 0, pos)  # the account's records are [first, end)
+            # the account's records are [first, end): its records before the new one (pos - 1)
+            # are the few just before it (keys are sorted, so this is a bisect for `low`)
+            first = pos - 1
+            while first > 0 and obs[3 * first - 3] >= low:
+                first -= 1
             if end - first > 1 and obs[3 * first + 3] < horizon:
                 keep = 1
                 while first + keep + 1 < end and obs[3 * (first + keep + 1)] < horizon:
                     keep += 1
                 del obs[3 * first : 3 * (first + keep)]
-                cut = 0  # the ids of records [first, first + keep) go too
-                for _ in range(first):
-                    cut = ids.index(_ID_SEPARATOR, cut) + 1
+                cut = _id_span(ids, first, count)[0]  # the ids of records [first, first + keep) go too
                 stop = cut
                 for _ in range(keep):
                     stop = ids.index(_ID_SEPARATOR, stop) + 1

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Final
 
-_WIRE_AMOUNT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?\Z")
+_WIRE_AMOUNT: Final = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?\Z")
 #: Amounts beyond 10**30 yuan are refused: a tiny text such as ``1e999999999`` would
 #: otherwise expand into a billion-digit integer.
-_MAX_EXPONENT = 30
+_MAX_EXPONENT: Final = 30
 
 
 class AmountError(ValueError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from collections import Counter
 from collections.abc import Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, Final
 
 from . import decode as d
 from .evaluate import DLQ, TIER_CHANGES, UNSET_QUIETLY, Evaluator, Output, series_specs
@@ -20,7 +20,7 @@ from .rules import SEGMENT_NAMES, Rules
 from .timeutil import Calendar
 
 #: An oversize record's dead letter keeps only this much of its payload (docs/decisions.md).
-DLQ_PAYLOAD_BYTES = 4096
+DLQ_PAYLOAD_BYTES: Final = 4096
 
 
 def _utf8_prefix(payload: bytes, size: int) -> bytes:
@@ -37,9 +37,11 @@ def _utf8_prefix(payload: bytes, size: int) -> bytes:
     return cut
 
 
-APPLIED, DUPLICATE, DEAD_LETTER = "applied", "duplicate", "dead_letter"
+APPLIED: Final = "applied"
+DUPLICATE: Final = "duplicate"
+DEAD_LETTER: Final = "dead_letter"
 #: a sweep with `flush` set hands its outputs over in lists of at least this many
-FLUSH_OUTPUTS = 1024
+FLUSH_OUTPUTS: Final = 1024
 
 
 class PartitionEngine:

@@ -9,28 +9,31 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
+from typing import Final
 from zoneinfo import ZoneInfo
 
-US_PER_SECOND = 1_000_000
-US_PER_DAY = 86_400 * US_PER_SECOND
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+US_PER_SECOND: Final = 1_000_000
+US_PER_DAY: Final = 86_400 * US_PER_SECOND
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 #: Offsets change only on quarter-hour instants in every zone tzdata knows.
-_OFFSET_BUCKET_US = 900 * US_PER_SECOND
+_OFFSET_BUCKET_US: Final = 900 * US_PER_SECOND
 #: isoformat writes instants in years 1900-9000 itself (datetime's range with a margin)
-_FIRST_US = (date(1900, 1, 1).toordinal() - _EPOCH_ORDINAL) * US_PER_DAY
-_LAST_US = (date(9000, 1, 1).toordinal() - _EPOCH_ORDINAL) * US_PER_DAY
+_FIRST_US: Final = (date(1900, 1, 1).toordinal() - _EPOCH_ORDINAL) * US_PER_DAY
+_LAST_US: Final = (date(9000, 1, 1).toordinal() - _EPOCH_ORDINAL) * US_PER_DAY
 
 #: the wire grammar of a timestamp (SPEC §2): date, hour, minute, second, fraction, offset
 #: (None: naive, which parse_instant refuses). The one copy the shell uses.
-WIRE_TIMESTAMP = re.compile(
+WIRE_TIMESTAMP: Final = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})?\Z"
 )
+#: what `ord` adds to mm:ss read as (ord(m1) * 10 + ord(m2)) * 60 + ord(s1) * 10 + ord(s2)
+_DIGIT_PAIRS: Final = (ord("0") * 10 + ord("0")) * 61
 #: Parsed dates and offsets: a stream repeats the same few of each.
-_DAYS: dict[str, int] = {}
-_OFFSETS: dict[str, int] = {"Z": 0}
+_DAYS: Final[dict[str, int]] = {}
+_OFFSETS: Final[dict[str, int]] = {"Z": 0}
 #: "YYYY-MM-DDTHH" + offset -> the instant that hour starts, for 25-character timestamps
-_HOURS: dict[str, int] = {}
+_HOURS: Final[dict[str, int]] = {}
 
 
 class TimestampError(ValueError):
@@ -48,11 +51,12 @@ def parse_instant(text: str) -> int:
     if len(text) == 25:
         hour_start = _HOURS.get(text[:13] + text[19:])
         if hour_start is not None and text[13] == ":" and text[16] == ":":
-            mi_text, se_text = text[14:16], text[17:19]
-            if mi_text.isascii() and mi_text.isdigit() and se_text.isascii() and se_text.isdigit():
-                mi, se = int(mi_text), int(se_text)
-                if mi <= 59 and se <= 59:
-                    return hour_start + (mi * 60 + se) * US_PER_SECOND
+            # minutes and seconds 00-59 as ASCII digits, compared one character at a time
+            # (compiled, two slices, four method calls and two int() cost more than the rest)
+            m1, m2, s1, s2 = text[14], text[15], text[17], text[18]
+            if "0" <= m1 <= "5" and "0" <= m2 <= "9" and "0" <= s1 <= "5" and "0" <= s2 <= "9":
+                seconds = (ord(m1) * 10 + ord(m2)) * 60 + ord(s1) * 10 + ord(s2) - _DIGIT_PAIRS
+                return hour_start + seconds * US_PER_SECOND
     m = WIRE_TIMESTAMP.match(text)
     if m is None:
         raise TimestampError(f"{text!r} is not a timestamp like 2026-03-01T09:30:00+08:00")
