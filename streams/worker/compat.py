@@ -122,6 +122,10 @@ def kafka_producer(producer: Any) -> Any | None:
 Records = Sequence[tuple[int, bytes | None, bytes]]
 
 
+#: an attribute not found where `batch_maker` reads it
+_UNREAD = object()
+
+
 def batch_maker(kafka: Any, batch_bytes: int | None) -> Callable[[], Any]:
     """Empty batches of `batch_bytes` in the producer's compression (its own size when
     None, or when the compression cannot be read where this expects it). aiokafka
@@ -134,9 +138,6 @@ def batch_maker(kafka: Any, batch_bytes: int | None) -> Callable[[], Any]:
     if batch_bytes is None or compression is _UNREAD:
         return kafka.create_batch  # type: ignore[no-any-return]
     return lambda: BatchBuilder(batch_bytes, compression)
-
-
-_UNREAD = object()
 
 
 async def send_batches(
