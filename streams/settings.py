@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     commit_max_records: int = Field(
         20_000, ge=1, description="commit sooner once this many applied records are uncommitted"
     )
+    buffered_records: int = Field(
+        5_000,
+        ge=1,
+        description="records of one input topic-partition the merge holds before fetching it pauses "
+        "(fetched again at half): a backlog waits on the broker, not in memory",
+    )
     decoded_customers: int = Field(
         50_000,
         ge=1,

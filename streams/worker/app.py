@@ -49,6 +49,10 @@ def create_app(settings: Settings) -> faust.App:
         # rebalance they are left unacked (and redelivered), not waited for.
         stream_wait_empty=False,
         producer_linger=0.005,
+        # Records handed over per fetch call: aiokafka decodes a fetched response's records
+        # only as they are taken, so the rest waits compactly as bytes (with the merge's
+        # per-partition brake, worker/flow.py, a backlog is not held decoded in memory).
+        broker_max_poll_records=settings.buffered_records,
         web_enabled=True,
         autodiscover=False,
     )

@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 
 from .store import Partition
 
+#: output deliveries kept before the delivered ones are first dropped from the list
+PRUNE_DELIVERIES = 10_000
 #: a changelog write: (partition, key, value)
 Write = tuple[int, bytes, bytes]
 #: the encoding of what a commit holds, run in the background: (state writes, marker writes)
@@ -70,6 +72,7 @@ class Checkpoint:
         self.moved: dict[int, Partition] = {}
         #: output deliveries not yet awaited
         self.deliveries: list[asyncio.Future[Any]] = []
+        self.prune_at = PRUNE_DELIVERIES
         self.last_commit = clock()
         self.committing: asyncio.Future[None] | None = None
         #: the hand-over in progress, resolved when it ends
@@ -81,15 +84,27 @@ class Checkpoint:
         self.uncommitted.extend(work)
         self.uncommitted_records += sum(len(records) for _, records in work)
 
+    def delivering(self, future: asyncio.Future[Any]) -> None:
+        """An output handed to the producer: the next commit awaits its delivery. Those
+        delivered are dropped from time to time (a day boundary sends outputs for most
+        customers at once, and a commit awaits only what is not delivered yet); a failed
+        one is kept, for that commit to raise."""
+        deliveries = self.deliveries
+        deliveries.append(future)
+        if len(deliveries) >= self.prune_at:
+            kept = [f for f in deliveries if not f.done() or f.cancelled() or f.exception() is not None]
+            self.deliveries = kept
+            self.prune_at = max(PRUNE_DELIVERIES, 2 * len(kept))
+
     async def hand_over(
         self, items: Iterable[Item], send: Callable[[Item], Awaitable[asyncio.Future[Any]]]
     ) -> None:
         """Hand outputs to the producer (`send` returns a delivery); the next commit to take
-        the deliveries awaits them. The list is looked up at every item: a commit may take
-        it while a send waits."""
+        the deliveries awaits them (`delivering` looks the list up at every item: a commit
+        may take it while a send waits)."""
         with self._handing():
             for item in items:
-                self.deliveries.append(await send(item))
+                self.delivering(await send(item))
 
     @contextmanager
     def _handing(self) -> Iterator[None]:
@@ -135,6 +150,15 @@ class Checkpoint:
         if self.uncommitted_records >= max_records:
             return True
         return not behind and self.interval_over(interval_ms)
+
+    async def make_room(self, max_records: int) -> None:
+        """Before applying more: when a whole commit's records (`max_records`) were applied
+        since the one in flight began, wait for it, so the next starts at once. Behind a
+        backlog the merge applied on while a slow commit wrote, and held every record
+        applied meanwhile (to ack) and every customer they changed (touched, so never
+        dropped); a live flow commits every interval, far below `max_records`."""
+        if self.in_flight and self.uncommitted_records >= max_records:
+            await self.wait()
 
     async def commit(self) -> None:
         """Fix what was applied (changed customers, markers) now, and write it in the

@@ -62,6 +62,7 @@ from .compat import (
     send_batches,
     tune_fetch,
 )
+from .flow import FetchBrake
 from .metrics import WorkerMetrics
 from .routing import RoutingCheck
 from .store import CustomerStore, Partition, ShapeMismatch, load_marker, share_decoded
@@ -141,6 +142,7 @@ class Worker:
             committed=self.metrics.commit_seconds.observe,
         )
         self.metrics.uncommitted.set_function(lambda: self.checkpoint.unacked_records)
+        self.brake = FetchBrake(self._pause_fetch, self._resume_fetch, settings.buffered_records)
         self.routing = RoutingCheck(settings.partitions, settings.partitioner)
         self.misrouting_told = False
         #: from a revocation until Faust says that rebalance's tables are recovered
@@ -171,6 +173,7 @@ class Worker:
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         self.rebalancing = True
+        self.brake.forget()
         async with self.lock:
             await self._commit_applied()  # what was applied is written before another worker takes it
             for tp in revoked:
@@ -233,7 +236,7 @@ class Worker:
                 wall=wall_clock_us,
                 eager=False,
             )
-            store = CustomerStore(self.table, engine.ledger.specs)
+            store = CustomerStore(self.table, engine.ledger.specs, partition=number)
             engine.customers = store
             engine.duplicates_move_clock = True  # see PartitionEngine: exact after a crash
             part = Partition(number, engine, store, {t: deque() for t in self.topics})
@@ -320,7 +323,9 @@ class Worker:
             event.ack()  # applied before a restart: the marker says so
             self.metrics.records.labels(outcome=DUPLICATE).inc()
             return
-        part.queues[msg.topic].append(event)
+        queue = part.queues[msg.topic]
+        queue.append(event)
+        self.brake.admitted(msg.topic, part.number, len(queue))
         self.buffered += 1
         self.arrived += 1
 
@@ -402,6 +407,16 @@ class Worker:
                 self.serving.note_counts(part.number, part.tier_counts)
                 await asyncio.sleep(0)
 
+    def _pause_fetch(self, topic: str, number: int) -> None:
+        self.app.consumer.on_buffer_full(TP(topic, number))
+
+    def _resume_fetch(self, topic: str, number: int) -> None:
+        # never one a rebalance is taking away: Faust would fetch it again unassigned
+        # (after a rebalance Faust fetches every assigned topic-partition anyway)
+        tp = TP(topic, number)
+        if not self.rebalancing and tp in self.app.consumer.assignment():
+            self.app.consumer.on_buffer_drop(tp)
+
     def highwater_of(self, number: int) -> merge.HighWater:
         consumer = self.app.consumer
 
@@ -434,6 +449,7 @@ class Worker:
             idle = settings.merge_idle_ms / 1000
             checkpoint = self.checkpoint
             while not self.app.should_stop:  # stopping: the rest stays unacked, redelivered
+                await checkpoint.make_room(settings.commit_max_records)
                 now = time.monotonic()
                 work = []
                 released = 0
@@ -445,6 +461,7 @@ class Worker:
                         work.append((part, records))
                         released += len(records)
                 if work:
+                    self.brake.released({p.number: p.queues for p in self.partitions.values()})
                     await self._apply(work)
                     self.buffered -= released
                     checkpoint.applied(work)
@@ -484,7 +501,9 @@ class Worker:
                             outputs.append((o, msg.timestamp))
                     applied[msg.topic] = msg.offset
                 if engine.clock_day is not None and engine.clock_day != day_before:
-                    outputs.extend((o, None) for o in self._sweep(part))
+                    await self._send_outputs(outputs)  # in order, before the sweep's
+                    outputs.clear()
+                    await self._sweep(part)
             self._count(engine)
         await self._send_outputs(outputs)
 
@@ -497,13 +516,15 @@ class Worker:
             self.misrouting_told = True
             lifecycle.warning(self.routing.advice(msg.key, msg.topic, msg.partition, predicted))
 
-    def _sweep(self, part: Partition) -> list[Output]:
-        """Every customer of the partition up to its clock's day (state not rewritten)."""
-        sweep: list[Output] = []
-        part.store.sweep(part.engine, sweep)  # marks the customers whose boundaries produced outputs
-        self._count_tiers(part, sweep)
+    async def _sweep(self, part: Partition) -> None:
+        """Every customer of the partition up to its clock's day (state not rewritten), its
+        outputs sent a slice at a time (a boundary changes most customers: their outputs,
+        held whole, were much of the worker's peak memory). Routed to the partition."""
+        # marks the customers whose boundaries produced outputs
+        for sweep in part.store.sweep_slices(part.engine):
+            self._count_tiers(part, sweep)
+            await self._send_outputs([(o, None) for o in sweep])
         part.swept_day = part.engine.clock_day
-        return sweep
 
     def _count_tiers(self, part: Partition, outputs: list[Output]) -> None:
         counts = part.tier_counts
@@ -577,10 +598,19 @@ class Worker:
         base = self.rules.tier_ids[0]
         for part, cids, _ in held:
             changed: list[tuple[str, bytes, bool]] = []
+            cache = part.store.cache
             for start in range(0, len(cids), ENCODE_SLICE):
                 if start:
                     await asyncio.sleep(0)  # let the merge apply what arrived meanwhile
-                changed += part.store.encode_changed(cids[start : start + ENCODE_SLICE], part.number)
+                done = part.store.encode_changed(cids[start : start + ENCODE_SLICE], part.number)
+                # served as encoded: decoded ones now, spilled ones (not decoded) when written
+                decoded = [(cid, c) for cid, _, _ in done if (c := cache.get(cid)) is not None]
+                self.serving.note_customers(part.engine, decoded)
+                if len(decoded) < len(done):
+                    self.serving.note_states(
+                        part.engine, [(cid, b) for cid, b, _ in done if cid not in cache]
+                    )
+                changed += done
             with routed_to(part.number, self.topics[0]):
                 data = self.table.data
                 for cid, blob, new in changed:
@@ -589,8 +619,6 @@ class Worker:
                     writes.append((part.number, key, blob))
                     if new:
                         part.tier_counts[base] = part.tier_counts.get(base, 0) + 1
-            cache = part.store.cache
-            self.serving.note_customers(part.engine, [(cid, cache[cid]) for cid, _, _ in changed], held=True)
             self.serving.note_counts(part.number, part.tier_counts)
             part.store.finish_encoding()  # after the noting: it may drop customers just encoded
         for tier in self.rules.tier_ids:
@@ -655,7 +683,6 @@ class Worker:
             return
         async with self.lock:
             instant = wall_clock_us() - self.rules.clock_lag_seconds * US_PER_SECOND
-            outputs: list[tuple[Output, float | None]] = []
             for part in list(self.partitions.values()):
                 engine = part.engine
                 if engine.clock is None:
@@ -664,10 +691,9 @@ class Worker:
                 engine.advance_clock(instant)
                 if engine.clock_day != day_before or part.swept_day != engine.clock_day:
                     with routed_to(part.number, self.topics[0]):
-                        outputs.extend((o, None) for o in self._sweep(part))
+                        await self._sweep(part)
                     self.checkpoint.moved[part.number] = part
                 elif engine.clock != clock_before:
                     self.checkpoint.moved[part.number] = part
             # Committed by the merge tick within the commit interval: waiting here for a
             # commit in flight (its broker round trips) held every partition back, every tick.
-            await self._send_outputs(outputs)

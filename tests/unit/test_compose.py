@@ -31,6 +31,7 @@ TUNING_VARS = {
         "fetch_max_wait_ms",
         "commit_interval_ms",
         "commit_max_records",
+        "buffered_records",
         "decoded_customers",
         "sweep_interval_seconds",
         "engine_build",

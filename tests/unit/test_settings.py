@@ -37,6 +37,7 @@ def unlike_the_defaults() -> Settings:
         fetch_max_wait_ms=250,
         commit_interval_ms=3_600_000,
         commit_max_records=7,
+        buffered_records=13,
         decoded_customers=11,
         loglevel="INFO",
         sweep_interval_seconds=0.5,

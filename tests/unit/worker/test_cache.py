@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tierstream.engine import codec
 from tierstream.engine.partition import PartitionEngine
 from tierstream.engine.rules import load_rules
 from tierstream.serving import CUSTOMER_KEY
@@ -66,16 +67,23 @@ def serving(monkeypatch: pytest.MonkeyPatch) -> tuple[RedisServing, PartitionEng
     return redis, PartitionEngine(rules, eager=False), client
 
 
-def test_held_customers_are_read_when_written_and_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_customers_are_read_when_noted_states_when_written_and_in_slices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     redis, engine, client = serving(monkeypatch)
-    customers = [(f"c{i}", engine.ledger.new_customer(19675, 0)) for i in range(3)]
-    redis.note_customers(engine, customers, held=True)
-    customers[0][1].tier = 1  # changed after it was noted: what is written is what it is then
+    customers = [(f"c{i}", engine.ledger.new_customer(19675, 0)) for i in range(2)]
+    redis.note_customers(engine, customers)
+    customers[0][1].tier = 1  # changed after it was noted: what is written is what it was then
+    assert all(isinstance(p, dict) for p in redis.pending.values()), "no decoded customer kept alive"
+    spilled = engine.ledger.new_customer(19675, 0)
+    spilled.tier = 2
+    redis.note_states(engine, [("c2", codec.encode(spilled, engine.ledger.specs, 0))])
     assert asyncio.run(redis.flush())
     hsets = [[key for name, (key, _) in pipe if name == "hset"] for pipe in client.executed[:2]]
     assert hsets == [[CUSTOMER_KEY.format("c0"), CUSTOMER_KEY.format("c1")], [CUSTOMER_KEY.format("c2")]]
-    first = client.executed[0][0][1][1]
-    assert first["tier"] == load_rules("cmb").tier_ids[1]
+    tiers = load_rules("cmb").tier_ids
+    assert client.executed[0][0][1][1]["tier"] == tiers[0]
+    assert client.executed[1][0][1][1]["tier"] == tiers[2], "an encoded state is decoded when written"
     assert redis.pending == {}
 
 
@@ -84,7 +92,7 @@ def test_a_failed_flush_keeps_every_customer_pending_and_the_fields_it_read(
 ) -> None:
     redis, engine, client = serving(monkeypatch)
     customers = [(f"c{i}", engine.ledger.new_customer(19675, 0)) for i in range(3)]
-    redis.note_customers(engine, customers, held=True)
+    redis.note_states(engine, [(cid, codec.encode(c, engine.ledger.specs, 0)) for cid, c in customers])
     client.fail_after = 1  # the second slice fails
     assert not asyncio.run(redis.flush())
     assert set(redis.pending) == {"c0", "c1", "c2"}

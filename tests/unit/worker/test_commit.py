@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tierstream.worker import commit
 from tierstream.worker.commit import Checkpoint, Encode, Write
 
 
@@ -344,3 +345,41 @@ def test_behind_a_backlog_a_commit_is_due_by_records_only(records: int, elapsed:
     h.checkpoint.uncommitted_records = records
     h.now = elapsed
     assert h.checkpoint.due(interval_ms=100, max_records=100, behind=True) is due
+
+
+def test_make_room_waits_for_the_commit_in_flight_once_a_whole_commit_is_applied_since() -> None:
+    async def run() -> list[str]:
+        h = Harness()
+        cp = h.checkpoint
+        cp.applied([(partition(0), [Event(h.log, "t", 1)])])
+        await cp.commit()
+        assert cp.in_flight
+        cp.applied([(partition(0), [Event(h.log, "t", 2)])])
+        await cp.make_room(2)  # one record since: go on applying
+        assert cp.in_flight
+        cp.applied([(partition(0), [Event(h.log, "t", 3)])])
+        await cp.make_room(2)
+        assert not cp.in_flight and cp.due(10**6, 2)
+        return h.log
+
+    assert asyncio.run(run())[-1] == "ack t:1"
+
+
+def test_delivered_outputs_are_dropped_and_failed_ones_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit, "PRUNE_DELIVERIES", 3)
+
+    async def run() -> None:
+        cp = Harness().checkpoint
+        cp.prune_at = 3
+        loop = asyncio.get_running_loop()
+        done, failed, waiting = loop.create_future(), loop.create_future(), loop.create_future()
+        done.set_result(None)
+        failed.set_exception(OSError("broker away"))
+        for f in (done, failed, waiting):
+            cp.delivering(f)
+        assert cp.deliveries == [failed, waiting]
+        waiting.set_result(None)
+        with pytest.raises(OSError):
+            await asyncio.gather(*cp.deliveries)
+
+    asyncio.run(run())

@@ -34,7 +34,7 @@ def rules() -> Rules:
 
 def partition(rules: Rules, table: dict[bytes, bytes], number: int = 3) -> Partition:
     engine = PartitionEngine(rules, eager=False)
-    store = CustomerStore(table, engine.ledger.specs)
+    store = CustomerStore(table, engine.ledger.specs, partition=number)
     engine.customers = store
     return Partition(number, engine, store, {t: deque() for t in TOPICS})
 
@@ -172,19 +172,22 @@ def _bank(customers: int, days: int) -> list[bytes]:
 
 def _run(
     rules: Rules, lines: list[bytes], limit: int
-) -> tuple[list[Output], dict[bytes, bytes], CustomerStore]:
+) -> tuple[list[Output], dict[bytes, bytes], CustomerStore, int]:
     """The worker's cycle over a dict table: records, a sweep when the day moves, a commit
-    every 40 records (changed states written, the cache trimmed)."""
+    every 40 records (changed states written, the cache trimmed). Also returns how many
+    written states were spilled ones (not decoded when their commit took them)."""
     table: dict[bytes, bytes] = {}
     engine = PartitionEngine(rules, eager=False)
     store = CustomerStore(table, engine.ledger.specs, limit=limit)
     engine.customers = store
     outputs: list[Output] = []
+    spilled = 0
 
     def commit() -> None:
+        nonlocal spilled
         for cid, blob, _ in store.take_touched(0):
             table[cid.encode()] = blob
-            assert store.cache[cid] is not None  # the worker serves the changed ones to Redis
+            spilled += cid not in store.cache  # the worker serves these from `blob`
 
     for number, line in enumerate(lines):
         day_before = engine.clock_day
@@ -196,19 +199,21 @@ def _run(
         if number % 40 == 39:
             commit()
     commit()
-    return outputs, table, store
+    return outputs, table, store, spilled
 
 
 def test_a_small_decoded_cache_gives_the_same_outputs_and_states(
     rules: Rules, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Customers dropped from the cache (after commits and between a sweep's slices) are
-    read back from the table: nothing a touched customer changed is lost."""
+    read back from the table, and changed ones past the limit are spilled (encoded before
+    their commit) and read back from that: nothing a touched customer changed is lost."""
     lines = _bank(40, 4)
-    everything, table, _ = _run(rules, lines, limit=10**6)
+    everything, table, _, none_spilled = _run(rules, lines, limit=10**6)
     monkeypatch.setattr(store_module, "SWEEP_SLICE", 3)
-    bounded, bounded_table, store = _run(rules, lines, limit=4)
+    bounded, bounded_table, store, spilled = _run(rules, lines, limit=4)
     assert len(everything) > 100
+    assert none_spilled == 0 and spilled > 20
     assert bounded == everything
     assert bounded_table == table
     store.take_touched(0)  # the last commit's changed customers go at the next trim
@@ -236,3 +241,41 @@ def test_the_decoded_budget_is_shared_among_the_partitions(rules: Rules) -> None
     assert [s.limit for s in stores] == [16_666] * 3
     share_decoded(stores[:1], 50_000)
     assert stores[0].limit == 50_000
+
+
+def test_changed_customers_past_the_limit_are_spilled_and_written_by_the_next_commit(rules: Rules) -> None:
+    table: dict[bytes, bytes] = {}
+    part = partition(rules, table)
+    store, ledger = part.store, part.engine.ledger
+    table[b"old"] = codec.encode(ledger.new_customer(19675, 0), store.specs, 3)
+    store["old"].tier_since = 5  # a stored customer, changed
+    store["new"] = ledger.new_customer(19675, 0)  # never written
+    store.limit = 0
+    store.trim()
+    assert set(store.cache) == {"old", "new"}, "outside a sweep changed customers stay decoded"
+    store.trim(spill=True)
+    assert not store.cache and set(store.spilled) == {"old", "new"} and not store.touched
+    assert store["new"].tier == 0  # read back from its spilled state, not the table
+    assert "new" not in store.spilled and "new" in store.touched
+    store.trim(spill=True)
+    written = {cid: new for cid, _, new in store.take_touched(3)}
+    assert written == {"old": False, "new": True}, "written once each; `new` survives a spill"
+    assert codec.decode(table[b"old"], store.specs).tier_since != 5, "the table is the caller's to write"
+
+
+def test_a_spilled_customer_is_read_from_the_commit_in_flight_until_it_is_in_the_table(rules: Rules) -> None:
+    table: dict[bytes, bytes] = {}
+    part = partition(rules, table)
+    store, ledger = part.store, part.engine.ledger
+    store["a"] = ledger.new_customer(19675, 0)
+    store["a"].tier_since = 7
+    store.limit = 0
+    store.trim(spill=True)
+    taken = store.take_touched_ids()
+    assert taken == ["a"] and not store.spilled and "a" in store.writing
+    assert store["a"].tier_since == 7, "not in the table yet: read from the commit's state"
+    changed = store.encode_changed(taken, 3)
+    assert [(cid, new) for cid, _, new in changed] == [("a", True)]
+    table[b"a"] = changed[0][1]
+    store.finish_encoding()
+    assert not store.writing
