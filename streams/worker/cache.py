@@ -89,7 +89,6 @@ class RedisServing:
         epoch and tier counts."""
         batch, counts = self.pending, self.pending_counts
         self.pending, self.pending_counts = {}, {}
-        written: dict[str, dict[str, str]] = {}
         try:
             items = list(batch.items())
             for start in range(0, len(items), FLUSH_SLICE):
@@ -98,8 +97,7 @@ class RedisServing:
                     for cid, noted in items[start : start + FLUSH_SLICE]:
                         if now is None and not isinstance(noted, dict):
                             now = noted[0].calendar.isoformat(wall_clock_us())
-                        fields = written[cid] = self.fields(noted, now)
-                        pipe.hset(CUSTOMER_KEY.format(cid), mapping=fields)  # type: ignore[arg-type]
+                        pipe.hset(CUSTOMER_KEY.format(cid), mapping=self.fields(noted, now))  # type: ignore[arg-type]
                     await pipe.execute()
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.set(EPOCH_KEY, self.settings.app_id, nx=True)
@@ -118,8 +116,11 @@ class RedisServing:
                 await self.client.hset(TIER_COUNTS_KEY, mapping=dict(total))  # type: ignore[arg-type]
         except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
             self.metrics.redis_failures.inc()
-            for cid, noted in batch.items():  # newer fields noted meanwhile win
-                self.pending.setdefault(cid, written.get(cid, noted))
+            # pending again as noted (a spilled state is not kept decoded as fields: a boundary's
+            # every customer, held as fields to the end of the flush, was much of its peak);
+            # newer fields noted meanwhile win
+            for cid, noted in batch.items():
+                self.pending.setdefault(cid, noted)
             for partition, tiers in counts.items():
                 self.pending_counts.setdefault(partition, tiers)
             log.warning(

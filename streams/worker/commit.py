@@ -43,6 +43,10 @@ Encode = Callable[[], Awaitable[tuple[list[Write], list[Write]]]]
 Snapshot = Callable[[list[Partition]], Encode]
 #: send changelog writes and wait for their delivery
 Send = Callable[[list[Write]], Awaitable[None]]
+#: mark a partition's applied offsets of one topic safe to commit: (partition, topic, offsets)
+Ack = Callable[[int, str, list[int]], None]
+#: the offsets of a partition's applied records, by topic, in the order applied
+Offsets = dict[str, list[int]]
 Item = TypeVar("Item")
 
 
@@ -54,17 +58,20 @@ class Checkpoint:
         snapshot: Snapshot,
         send_state: Send,
         send_markers: Send,
+        ack: Ack,
         clock: Callable[[], float] = time.monotonic,
         committed: Callable[[float], None] | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.send_state = send_state
         self.send_markers = send_markers
+        self.ack = ack
         self.clock = clock
         #: told each commit's duration (start to acks), in the clock's seconds
         self.committed = committed
-        #: applied records to ack, by partition
-        self.uncommitted: list[tuple[Partition, list[Any]]] = []
+        #: offsets of applied records to ack, by partition (only offsets are kept past
+        #: applying: a record's value was most of what a commit held)
+        self.uncommitted: list[tuple[Partition, Offsets]] = []
         self.uncommitted_records = 0
         #: records the commit in flight acks once written
         self.writing_records = 0
@@ -80,9 +87,18 @@ class Checkpoint:
         self.handovers = 0
 
     def applied(self, work: list[tuple[Partition, list[Any]]]) -> None:
-        """Records applied (their outputs sent): to be committed."""
-        self.uncommitted.extend(work)
-        self.uncommitted_records += sum(len(records) for _, records in work)
+        """Records applied (their outputs sent; anything with `.topic` and `.offset`): to
+        be committed."""
+        uncommitted = self.uncommitted
+        for part, records in work:
+            offsets: Offsets = {}
+            for record in records:
+                by_topic = offsets.get(record.topic)
+                if by_topic is None:
+                    by_topic = offsets[record.topic] = []
+                by_topic.append(record.offset)
+            uncommitted.append((part, offsets))
+            self.uncommitted_records += len(records)
 
     def delivering(self, future: asyncio.Future[Any]) -> None:
         """An output handed to the producer: the next commit awaits its delivery. Those
@@ -184,7 +200,7 @@ class Checkpoint:
             task, self.committing = self.committing, None
             await task
 
-    async def _write(self, encode: Encode, records: list[tuple[Partition, list[Any]]], began: float) -> None:
+    async def _write(self, encode: Encode, records: list[tuple[Partition, Offsets]], began: float) -> None:
         writes, markers = await encode()
         if self.handing is not None:  # the encoding may have read past what is handed over yet
             await asyncio.shield(self.handing)
@@ -195,11 +211,12 @@ class Checkpoint:
             await asyncio.gather(*deliveries)
         await self.send_state(writes)
         await self.send_markers(markers)
-        for part, events in records:
+        ack = self.ack
+        for part, offsets in records:
             acked = part.acked
-            for event in events:
-                event.ack()
-                acked[event.message.topic] = event.message.offset
+            for topic, applied in offsets.items():
+                ack(part.number, topic, applied)
+                acked[topic] = applied[-1]
         self.writing_records = 0
         if self.committed is not None:
             self.committed(self.clock() - began)

@@ -19,6 +19,10 @@ fails loudly on an upgrade that moved one):
 * `Producer._ensure_producer`, the aiokafka producer behind Faust's, whose public
   batch API (`create_batch`, `send_batch`) sends a commit's changelog records at a
   fraction of a per-record `send`'s cost (`send_batches`).
+* `Consumer._committed_offset`, `_acked_index`, `_acked`, `_n_acked`, `_waiting_for_ack`
+  and `faust.types.tuples.ack_lock`: what `Consumer.ack` updates for one message,
+  updated by offset (`ack_offsets`), since the worker keeps a record's fields and not
+  its Faust message (`merge.Record`).
 * `App._stop_fetcher`, the step of Faust's graceful stop (`App._stop_consumer`, pinned
   by digest as `STOP_CONSUMER_DIGEST`) after which no record is delivered and before
   which the tables and the producer still run (`after_fetcher_stops`): the worker's
@@ -39,6 +43,8 @@ from typing import Any
 
 from faust.streams import _current_event
 
+from .merge import Record
+
 #: (owner, attribute) of every private name used here, for `missing()`
 CURRENT_EVENT = ("faust.streams", "_current_event")
 ON_CHANGELOG_SENT = ("faust.tables.base.Collection", "_on_changelog_sent")
@@ -51,11 +57,19 @@ READ_OFFSET = ("faust.transport.consumer.Consumer", "_read_offset")
 ADD_GAP = ("faust.transport.consumer.Consumer", "_add_gap")
 N_ACKED = ("faust.transport.consumer.Consumer", "_n_acked")
 COMMIT_EVERY = ("faust.transport.consumer.Consumer", "_commit_every")
+COMMITTED_OFFSET = ("faust.transport.consumer.Consumer", "_committed_offset")
+ACKED_INDEX = ("faust.transport.consumer.Consumer", "_acked_index")
+ACKED = ("faust.transport.consumer.Consumer", "_acked")
+WAITING_FOR_ACK = ("faust.transport.consumer.Consumer", "_waiting_for_ack")
+ACK_LOCK = ("faust.types.tuples", "ack_lock")
 ENSURE_PRODUCER = ("faust.transport.drivers.aiokafka.Producer", "_ensure_producer")
 STOP_FETCHER = ("faust.app.base.App", "_stop_fetcher")
 PRODUCER_ACCUMULATOR = ("aiokafka.producer.producer.AIOKafkaProducer", "_message_accumulator")
 ACCUMULATOR_COMPRESSION = ("aiokafka.producer.message_accumulator.MessageAccumulator", "_compression_type")
 
+#: sha256 of the source of faust-streaming 0.15.3's `Consumer.ack`, whose bookkeeping
+#: `ack_offsets` repeats by offset: a change means re-reading it and ours
+ACK_DIGEST = "5fcf41cf45153475de3790dc56fec1b83335956dc8b3bf7ff6bbb2b57627f03f"
 #: sha256 of the source of faust-streaming 0.15.3's `Consumer._drain_messages`, which
 #: `deliver_in_batches` replaces: a change means re-reading it and ours
 DRAIN_DIGEST = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
@@ -173,22 +187,39 @@ async def send_batches(
     return futures
 
 
-class Delivered:
-    """A record handed to the worker: the Faust message, acked as a Faust event acks it."""
+def record_of(message: Any) -> Record:
+    """What the worker keeps of a Faust message until it is applied (`merge.Record`)."""
+    return Record(
+        message.topic, message.partition, message.offset, message.key, message.value, message.timestamp
+    )
 
-    __slots__ = ("consumer", "message")
 
-    def __init__(self, message: Any, consumer: Any) -> None:
-        self.message = message
-        self.consumer = consumer
+def ack_offsets(consumer: Any, topic: str, partition: int, offsets: Sequence[int]) -> None:
+    """Faust's `Consumer.ack` for records whose messages are not kept: each offset is
+    marked safe to commit, under Faust's `ack_lock`, as `ack` marks one message's (one
+    acked below the committed offset, or twice, is not counted again)."""
+    from faust.types.tuples import TP, ack_lock
+    from mode.utils.futures import notify
 
-    def ack(self) -> bool:
-        done: bool = self.message.ack(self.consumer)
-        return done
+    tp = TP(topic, partition)
+    if not consumer.app.topics.acks_enabled_for(topic):
+        return
+    with ack_lock:
+        committed = consumer._committed_offset[tp]
+        acked_index = consumer._acked_index[tp]
+        acked = consumer._acked[tp]
+        n = 0
+        for offset in offsets:
+            if (committed is None or offset >= committed) and offset not in acked_index:
+                acked_index.add(offset)
+                acked.append(offset)
+                n += 1
+        consumer._n_acked += n
+        notify(consumer._waiting_for_ack)
 
 
 #: receives the records of one fetch (input topics only), in fetch order
-BatchSink = Callable[[list[Delivered]], Awaitable[None]]
+BatchSink = Callable[[list[Record]], Awaitable[None]]
 
 
 def drain_digest() -> str:
@@ -202,11 +233,13 @@ def deliver_in_batches(consumer: Any, topics: set[str], sink: BatchSink) -> bool
     fetch; False (nothing changed) when Faust's loop is not the one this was written for.
 
     Kept from Faust's loop: the read offset (records below it are dropped, gaps are
-    noted for acking), `commit_every`, and what the stream does before an agent sees a
-    record (tracked as unacked, the message-in sensor; dropped when the flow stopped
-    or the generation changed mid-fetch, since a rebalance seeks back to the committed
-    offsets). Not kept for these topics: the stream's per-event sensors and the four
-    tasks `wait_first` runs per message."""
+    noted for acking), `commit_every`, and dropping a fetch when the flow stopped or the
+    generation changed mid-fetch (a rebalance seeks back to the committed offsets). Not
+    kept for these topics: the message itself (the sink gets `merge.Record`s, acked by
+    offset: `ack_offsets`), so neither Faust's set of unacked messages (read only by a
+    stream's `wait_empty`, off in the worker's app) nor its message-in and per-event
+    sensors see them (the worker's own metrics count records), and the four tasks
+    `wait_first` runs per message."""
     if drain_digest() != DRAIN_DIGEST or not hasattr(consumer, "_read_offset"):
         return False
     consumer._drain_messages = types.MethodType(_batch_drain(topics, sink), consumer)
@@ -224,7 +257,7 @@ def _batch_drain(topics: set[str], sink: BatchSink) -> Callable[[Any, Any], Awai
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 generation = app.consumer_generation_id
-                batch: list[Delivered] = []
+                batch: list[Record] = []
                 await self.sleep(0)
                 if self.should_stop:
                     continue
@@ -239,7 +272,7 @@ def _batch_drain(topics: set[str], sink: BatchSink) -> Callable[[Any, Any], Awai
                         self._n_acked = 0
                         await self.commit()
                     if message.topic in topics:
-                        batch.append(Delivered(message, self))
+                        batch.append(record_of(message))
                     else:
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     read_offset[tp] = offset
@@ -251,9 +284,6 @@ def _batch_drain(topics: set[str], sink: BatchSink) -> Callable[[Any, Any], Awai
                     or app.consumer_generation_id != generation
                 ):
                     continue  # a rebalance began: it seeks back to the committed offsets
-                track = self.track_message  # refcount stays 0: the one ack is the final one
-                for record in batch:
-                    track(record.message)
                 await sink(batch)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -307,6 +337,11 @@ def missing() -> list[str]:
         ADD_GAP,
         N_ACKED,
         COMMIT_EVERY,
+        COMMITTED_OFFSET,
+        ACKED_INDEX,
+        ACKED,
+        WAITING_FOR_ACK,
+        ACK_LOCK,
         ENSURE_PRODUCER,
         STOP_FETCHER,
         PRODUCER_ACCUMULATOR,

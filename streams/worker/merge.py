@@ -10,15 +10,30 @@ others back for `merge_idle_ms` more (0 by default: records not yet produced are
 waited for). So a backlog is applied in the order `simulate` reads the file,
 whatever order the consumer fetched it in, also right after a restart.
 
-A record is anything with `.message.topic`, `.message.offset` and
-`.message.timestamp` (a Faust event in the worker, a stub in the tests).
+A record is a `Record` (anything with `.topic`, `.offset` and `.timestamp` in the tests).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+
+
+class Record(NamedTuple):
+    """An input record as the worker holds it from its fetch until it is applied: the
+    fields it reads, not Faust's message (a message, its weak reference in Faust's set of
+    unacked ones and the sensors' fields were ~0.5 KB a record, and three objects the
+    collector walks). A tuple of atomic fields, so the collector stops tracking it.
+    Acked by offset once committed (`compat.ack_offsets`)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float
+
 
 #: the high watermark of one of the partition's input topics; None: not fetched yet
 HighWater = Callable[[str], int | None]
@@ -62,7 +77,7 @@ def release(
     out: list[Any] = []
     queues = part.queues
     while len(out) < limit:
-        heads = [(q[0].message.timestamp, order[t], t) for t, q in queues.items() if q]
+        heads = [(q[0].timestamp, order[t], t) for t, q in queues.items() if q]
         if not heads:
             part.waiting_since = None
             part.unfetched = None

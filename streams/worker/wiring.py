@@ -54,10 +54,11 @@ from . import merge
 from .cache import RedisServing
 from .commit import Checkpoint, Encode, Write
 from .compat import (
-    Delivered,
+    ack_offsets,
     after_fetcher_stops,
     changelog_callback,
     deliver_in_batches,
+    record_of,
     routed_to,
     send_batches,
     tune_fetch,
@@ -139,6 +140,7 @@ class Worker:
             self._snapshot,
             self._send_state,
             self._send_markers,
+            self._ack,
             committed=self.metrics.commit_seconds.observe,
         )
         self.metrics.uncommitted.set_function(lambda: self.checkpoint.unacked_records)
@@ -294,13 +296,13 @@ class Worker:
     async def _agent(self, stream: faust.StreamT[Any]) -> None:
         manual: Any = stream
         async for event in manual.noack().events():
-            self._admit(event)
+            self._admit(record_of(event.message))
             # Pump once enough has arrived since the last try: a partition may be
             # waiting for another topic, and retrying on every record would spin.
             if self.arrived >= self.settings.batch_size:
                 await self.pump()
 
-    async def _take(self, records: list[Delivered]) -> None:
+    async def _take(self, records: list[merge.Record]) -> None:
         """The input records of one fetch, applied at once (a fetch comes at most once per
         fetch wait, so this does not spin; the merge tick would add up to 50 ms)."""
         for record in records:
@@ -308,8 +310,7 @@ class Worker:
         if self.arrived:
             await to_the_end(self.pump())
 
-    def _admit(self, event: Any) -> None:
-        msg = event.message
+    def _admit(self, record: merge.Record) -> None:
         if self.rebalancing:
             # Fetched before a revocation (Faust still hands over what it had): admitting
             # it would load its partition again from the table after `_on_revoked` dropped
@@ -318,14 +319,15 @@ class Worker:
             # the committed offset.
             self.metrics.dropped_in_rebalance.inc()
             return
-        part = self.partition(msg.partition)
-        if not merge.admit(part, msg.topic, msg.offset):
-            event.ack()  # applied before a restart: the marker says so
+        topic = record.topic
+        part = self.partition(record.partition)
+        if not merge.admit(part, topic, record.offset):
+            self._ack(part.number, topic, [record.offset])  # applied before a restart: the marker says so
             self.metrics.records.labels(outcome=DUPLICATE).inc()
             return
-        queue = part.queues[msg.topic]
-        queue.append(event)
-        self.brake.admitted(msg.topic, part.number, len(queue))
+        queue = part.queues[topic]
+        queue.append(record)
+        self.brake.admitted(topic, part.number, len(queue))
         self.buffered += 1
         self.arrived += 1
 
@@ -407,6 +409,9 @@ class Worker:
                 self.serving.note_counts(part.number, part.tier_counts)
                 await asyncio.sleep(0)
 
+    def _ack(self, number: int, topic: str, offsets: list[int]) -> None:
+        ack_offsets(self.app.consumer, topic, number, offsets)
+
     def _pause_fetch(self, topic: str, number: int) -> None:
         self.app.consumer.on_buffer_full(TP(topic, number))
 
@@ -483,23 +488,22 @@ class Worker:
             applied = part.applied
             with routed_to(part.number, self.topics[0]):
                 day_before = engine.clock_day
-                for event in records:
-                    msg = event.message
-                    if msg.key:
-                        self._check_routing(msg)
-                    key = msg.key.decode("utf-8", "replace") if msg.key else None
+                for record in records:
+                    if record.key:
+                        self._check_routing(record)
+                    key = record.key.decode("utf-8", "replace") if record.key else None
                     produced = process(
-                        bare(msg.topic),
-                        msg.value or b"",
-                        partition=msg.partition,
-                        offset=msg.offset,
+                        bare(record.topic),
+                        record.value or b"",
+                        partition=record.partition,
+                        offset=record.offset,
                         key=key,
                     )
                     if produced:
                         self._count_tiers(part, produced)
                         for o in produced:
-                            outputs.append((o, msg.timestamp))
-                    applied[msg.topic] = msg.offset
+                            outputs.append((o, record.timestamp))
+                    applied[record.topic] = record.offset
                 if engine.clock_day is not None and engine.clock_day != day_before:
                     await self._send_outputs(outputs)  # in order, before the sweep's
                     outputs.clear()
@@ -507,14 +511,15 @@ class Worker:
             self._count(engine)
         await self._send_outputs(outputs)
 
-    def _check_routing(self, msg: Any) -> None:
-        predicted = self.routing.expected(msg.key, msg.partition)
+    def _check_routing(self, record: merge.Record) -> None:
+        key = record.key or b""
+        predicted = self.routing.expected(key, record.partition)
         if predicted is None:
             return
-        self.metrics.misrouted.labels(topic=msg.topic).inc()
+        self.metrics.misrouted.labels(topic=record.topic).inc()
         if not self.misrouting_told:  # one warning; the counter tells how many
             self.misrouting_told = True
-            lifecycle.warning(self.routing.advice(msg.key, msg.topic, msg.partition, predicted))
+            lifecycle.warning(self.routing.advice(key, record.topic, record.partition, predicted))
 
     async def _sweep(self, part: Partition) -> None:
         """Every customer of the partition up to its clock's day (state not rewritten), its

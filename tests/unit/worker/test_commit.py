@@ -1,4 +1,4 @@
-"""The checkpoint: deliveries, then state, then markers, then acks (stub partitions and events)."""
+"""The checkpoint: deliveries, then state, then markers, then acks (stub partitions and records)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,8 @@ from tierstream.worker import commit
 from tierstream.worker.commit import Checkpoint, Encode, Write
 
 
-class Event:
-    def __init__(self, log: list[str], topic: str, offset: int) -> None:
-        self.log = log
-        self.message = SimpleNamespace(topic=topic, offset=offset)
-
-    def ack(self) -> None:
-        self.log.append(f"ack {self.message.topic}:{self.message.offset}")
+def record(topic: str, offset: int) -> Any:
+    return SimpleNamespace(topic=topic, offset=offset)
 
 
 def partition(number: int) -> Any:
@@ -41,6 +36,7 @@ class Harness:
             self.snapshot,
             self.send_state,
             self.send_markers,
+            self.ack,
             clock=lambda: self.now,
             committed=self.durations.append,
         )
@@ -66,8 +62,11 @@ class Harness:
     async def send_markers(self, markers: list[Write]) -> None:
         self.log.append(f"markers {[n for n, _, _ in markers]}")
 
-    def events(self, topic: str, *offsets: int) -> list[Event]:
-        return [Event(self.log, topic, o) for o in offsets]
+    def ack(self, number: int, topic: str, offsets: list[int]) -> None:
+        self.log.extend(f"ack {topic}:{o}" for o in offsets)
+
+    def events(self, topic: str, *offsets: int) -> list[Any]:
+        return [record(topic, o) for o in offsets]
 
     def delivery(self, name: str) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -351,13 +350,13 @@ def test_make_room_waits_for_the_commit_in_flight_once_a_whole_commit_is_applied
     async def run() -> list[str]:
         h = Harness()
         cp = h.checkpoint
-        cp.applied([(partition(0), [Event(h.log, "t", 1)])])
+        cp.applied([(partition(0), [record("t", 1)])])
         await cp.commit()
         assert cp.in_flight
-        cp.applied([(partition(0), [Event(h.log, "t", 2)])])
+        cp.applied([(partition(0), [record("t", 2)])])
         await cp.make_room(2)  # one record since: go on applying
         assert cp.in_flight
-        cp.applied([(partition(0), [Event(h.log, "t", 3)])])
+        cp.applied([(partition(0), [record("t", 3)])])
         await cp.make_room(2)
         assert not cp.in_flight and cp.due(10**6, 2)
         return h.log

@@ -6,6 +6,8 @@ there (the only module that reaches into Faust's or aiokafka's privates)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
 from types import SimpleNamespace
 from typing import Any
 
@@ -57,7 +59,7 @@ def test_faust_s_drain_loop_is_the_one_deliver_in_batches_replaces() -> None:
 def test_deliver_in_batches_replaces_the_drain_of_that_consumer_only() -> None:
     from faust.transport.consumer import Consumer
 
-    async def sink(records: list[compat.Delivered]) -> None: ...
+    async def sink(records: list[compat.Record]) -> None: ...
 
     consumer = SimpleNamespace(_read_offset={})
     assert compat.deliver_in_batches(consumer, {"t.balances"}, sink)
@@ -88,11 +90,57 @@ def test_the_stop_hook_runs_after_the_fetcher_has_stopped() -> None:
     assert not compat.after_fetcher_stops(SimpleNamespace(), final_commit), "no fetcher stop: refused"
 
 
-def test_a_delivered_record_acks_its_message_through_the_consumer() -> None:
-    acked = []
-    message = SimpleNamespace(ack=lambda consumer: acked.append(consumer) or True)
-    assert compat.Delivered(message, "the consumer").ack()
-    assert acked == ["the consumer"]
+def test_a_record_keeps_what_the_worker_reads_of_a_message() -> None:
+    message = SimpleNamespace(
+        topic="t.balances", partition=2, offset=7, key=b"C1", value=b"{}", timestamp=1.5, headers=[]
+    )
+    assert compat.record_of(message) == ("t.balances", 2, 7, b"C1", b"{}", 1.5)
+
+
+def test_acking_offsets_does_what_faust_s_ack_does_for_each_message() -> None:
+    """As `Consumer.ack`: each offset once, none below the committed one, counted for
+    `commit_every`, and a waiter woken."""
+    from collections import defaultdict
+
+    from faust.types.tuples import TP
+
+    tp = TP("t.balances", 1)
+
+    class Waiter:  # the future `ack` wakes (`mode.utils.futures.notify`)
+        woken = False
+
+        def done(self) -> bool:
+            return self.woken
+
+        def set_result(self, result: object) -> None:
+            self.woken = True
+
+    waiter = Waiter()
+    consumer = SimpleNamespace(
+        app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: topic == "t.balances")),
+        _committed_offset=defaultdict(lambda: None, {tp: 5}),
+        _acked_index=defaultdict(set),
+        _acked=defaultdict(list),
+        _n_acked=0,
+        _waiting_for_ack=waiter,
+    )
+    compat.ack_offsets(consumer, "t.balances", 1, [4, 5, 6, 6, 8])
+    assert consumer._acked[tp] == [5, 6, 8] and consumer._acked_index[tp] == {5, 6, 8}
+    assert consumer._n_acked == 3 and waiter.done()
+    compat.ack_offsets(consumer, "t.other", 1, [9])  # acks off for that topic: nothing
+    assert TP("t.other", 1) not in consumer._acked and consumer._n_acked == 3
+
+
+def test_faust_s_ack_is_the_one_ack_offsets_mirrors() -> None:
+    """`ack_offsets` repeats `Consumer.ack`'s bookkeeping: a change to it means re-reading both."""
+    from faust.transport.consumer import Consumer
+
+    source = inspect.getsource(Consumer.ack)
+    for name in ("ack_lock", "_committed_offset", "_acked_index", "_acked", "_n_acked", "_waiting_for_ack"):
+        assert name in source, f"Consumer.ack no longer uses {name}: re-read compat.ack_offsets"
+    assert hashlib.sha256(source.encode()).hexdigest() == compat.ACK_DIGEST, (
+        "Faust's Consumer.ack changed: re-read compat.ack_offsets against it, then pin the new digest"
+    )
 
 
 class _Batch:

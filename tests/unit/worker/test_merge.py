@@ -26,13 +26,13 @@ class Buffer:
 
 
 def record(topic: str, offset: int, timestamp: float) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(topic=topic, offset=offset, timestamp=timestamp))
+    return SimpleNamespace(topic=topic, offset=offset, timestamp=timestamp)
 
 
 def receive(buf: Buffer, *records: Any) -> None:
     for r in records:
-        if merge.admit(buf, r.message.topic, r.message.offset):
-            buf.queues[r.message.topic].append(r)
+        if merge.admit(buf, r.topic, r.offset):
+            buf.queues[r.topic].append(r)
 
 
 def highwaters(**highs: int | None) -> merge.HighWater:
@@ -41,7 +41,7 @@ def highwaters(**highs: int | None) -> merge.HighWater:
 
 
 def names(records: list[Any]) -> list[tuple[str, int]]:
-    return [(r.message.topic, r.message.offset) for r in records]
+    return [(r.topic, r.offset) for r in records]
 
 
 def test_records_are_released_in_timestamp_order_across_topics() -> None:
