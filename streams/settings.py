@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         description="longest a fetch waits at the broker for records (Faust fixes 1500; the local "
         "broker holds every fetch this long even when records arrive, measured)",
     )
+    fetch_max_bytes: int = Field(
+        1024**2,
+        ge=1024,
+        description="most bytes one fetch response may hold, every input topic-partition together "
+        "(Kafka's fetch.max.bytes; aiokafka's default is 50 MB): a response stays in memory until "
+        "all its records are applied",
+    )
     commit_interval_ms: int = Field(
         1000,
         ge=0,

@@ -222,7 +222,10 @@ class Worker:
         # (not `rebalancing = True` here: Faust sends this after starting the recovery,
         # which may already have completed; the revocation before it set the flag)
         lifecycle.info(assigned_line(self.settings, ((tp.topic, tp.partition) for tp in assigned)))
-        if not tune_fetch(self.app.consumer, self.settings.fetch_max_wait_ms):  # pragma: no cover
+        settings = self.settings
+        if not tune_fetch(
+            self.app.consumer, settings.fetch_max_wait_ms, settings.fetch_max_bytes
+        ):  # pragma: no cover
             log.warning("cannot set fetch_max_wait_ms: Faust's consumer has changed")
         self.ready = True
 

@@ -29,6 +29,7 @@ TUNING_VARS = {
         "merge_idle_ms",
         "batch_size",
         "fetch_max_wait_ms",
+        "fetch_max_bytes",
         "commit_interval_ms",
         "commit_max_records",
         "buffered_records",

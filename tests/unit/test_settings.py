@@ -35,6 +35,7 @@ def unlike_the_defaults() -> Settings:
         merge_idle_ms=25,
         batch_size=500,
         fetch_max_wait_ms=250,
+        fetch_max_bytes=65536,
         commit_interval_ms=3_600_000,
         commit_max_records=7,
         buffered_records=13,

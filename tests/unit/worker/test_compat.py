@@ -29,11 +29,17 @@ def test_a_missing_attribute_is_named() -> None:
     assert not compat._has(Fetcher, "_fetch_min_bytes")
 
 
-def test_tune_fetch_sets_the_wait_through_faust_s_consumer_thread() -> None:
-    fetcher = SimpleNamespace(_fetch_max_wait_ms=1500)
+def test_tune_fetch_sets_the_wait_and_the_response_size_through_faust_s_consumer_thread() -> None:
+    fetcher = SimpleNamespace(
+        _fetch_max_wait_ms=1500, _fetch_max_bytes=52428800, _max_partition_fetch_bytes=1048576
+    )
     consumer = SimpleNamespace(_thread=SimpleNamespace(_consumer=SimpleNamespace(_fetcher=fetcher)))
     assert compat.tune_fetch(consumer, 100)
-    assert fetcher._fetch_max_wait_ms == 100
+    assert fetcher._fetch_max_wait_ms == 100 and fetcher._fetch_max_bytes == 52428800, "size left alone"
+    assert compat.tune_fetch(consumer, 100, 262144)
+    assert fetcher._fetch_max_bytes == 262144 and fetcher._max_partition_fetch_bytes == 262144
+    assert compat.tune_fetch(consumer, 100, 4194304)
+    assert fetcher._max_partition_fetch_bytes == 262144, "a partition's limit is only ever lowered"
     assert not compat.tune_fetch(SimpleNamespace(), 100), "a consumer without the chain is reported"
 
 
