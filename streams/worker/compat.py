@@ -44,6 +44,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from faust.streams import _current_event
+from faust.types.tuples import TP, ack_lock
+from mode.utils.futures import notify
 
 from .merge import Record
 
@@ -213,9 +215,6 @@ def ack_offsets(consumer: Any, topic: str, partition: int, offsets: Sequence[int
     """Faust's `Consumer.ack` for records whose messages are not kept: each offset is
     marked safe to commit, under Faust's `ack_lock`, as `ack` marks one message's (one
     acked below the committed offset, or twice, is not counted again)."""
-    from faust.types.tuples import TP, ack_lock
-    from mode.utils.futures import notify
-
     tp = TP(topic, partition)
     if not consumer.app.topics.acks_enabled_for(topic):
         return

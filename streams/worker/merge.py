@@ -24,8 +24,8 @@ class Record(NamedTuple):
     """An input record as the worker holds it from its fetch until it is applied: the
     fields it reads, not Faust's message (a message, its weak reference in Faust's set of
     unacked ones and the sensors' fields were ~0.5 KB a record, and three objects the
-    collector walks). A tuple of atomic fields, so the collector stops tracking it.
-    Acked by offset once committed (`compat.ack_offsets`)."""
+    collector walks; this is one, still tracked: the collector untracks only exact
+    tuples). Acked by offset once committed (`compat.ack_offsets`)."""
 
     topic: str
     partition: int

@@ -226,7 +226,7 @@ class Worker:
         if not tune_fetch(
             self.app.consumer, settings.fetch_max_wait_ms, settings.fetch_max_bytes
         ):  # pragma: no cover
-            log.warning("cannot set fetch_max_wait_ms: Faust's consumer has changed")
+            log.warning("cannot set the fetch wait and size: Faust's consumer has changed")
         self.ready = True
 
     # ------------------------------------------------------------------ partitions
