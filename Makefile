@@ -20,11 +20,11 @@ $(VENV)/.installed: pyproject.toml
 	     | tee -a $(VENV)/install.log | while IFS= read -r line; do case "$$line" in \
 	         Collecting*|Installing\ collected*|Successfully\ installed*) echo "  $${line:0:100}";; esac; done \
 	  || { tail -30 $(VENV)/install.log; exit 1; }
-	@find streams schemas -type f \( -name "*.py" -o -name "*.yaml" -o -name "*.json" -o -name py.typed \) | sort > $(SOURCES_LIST)
+	@find streams schemas -type f \( -name "*.py" -o -name "*.yaml" -o -name "*.json" -o -name "*.zdict" -o -name py.typed \) | sort > $(SOURCES_LIST)
 	@touch $@
 
 sync: $(VENV)/.installed
-	@find streams schemas -type f \( -name "*.py" -o -name "*.yaml" -o -name "*.json" -o -name py.typed \) | sort > $(SOURCES_LIST).new; \
+	@find streams schemas -type f \( -name "*.py" -o -name "*.yaml" -o -name "*.json" -o -name "*.zdict" -o -name py.typed \) | sort > $(SOURCES_LIST).new; \
 	if ! cmp -s $(SOURCES_LIST).new $(SOURCES_LIST); then \
 	  echo "re-linking the package tree (sources added or removed)"; \
 	  $(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict >/dev/null 2>&1 \

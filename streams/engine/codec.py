@@ -9,8 +9,12 @@ Decimal attributes keep their text.
 Compression is a zstd frame (level 3, one reused context): for these ~2 KB documents
 it took 14 us against zlib's 35 (whose every call sets up and frees ~256 KB of state),
 with slightly smaller output, and a commit encodes every customer it changed (decision
-121). States written as zlib streams (before) are still read: the first byte tells
-them apart (a zlib stream starts 0x78, a zstd frame 0x28).
+121). The frame uses a dictionary trained on states (`state-<id>.zdict`, made by
+`bench.state_dictionary`): a state compressed alone spent most of its bytes describing
+the structure every state shares, and the dictionary carries it once (decision 138).
+A frame names its dictionary; frames without one (written before) are still read, and
+so are zlib streams (before zstd): the first byte tells them apart (a zlib stream
+starts 0x78, a zstd frame 0x28).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import itertools
 import operator
 import zlib
 from decimal import Decimal
+from importlib import resources
 from typing import Any
 
 import orjson
@@ -44,10 +49,29 @@ def _attr_in(value: Any) -> Any:
     return Decimal(value["d"]) if isinstance(value, dict) else value
 
 
-_compress = zstandard.ZstdCompressor(level=3).compress
-_decompress = zstandard.ZstdDecompressor().decompress
+#: zstd level of every state written
+LEVEL = 3
+#: the dictionary states are written with (a private id: zstd reserves below 32,768)
+DICTIONARY_ID = 0x74530001
+#: bytes of a trained dictionary (`bench.state_dictionary`)
+DICTIONARY_BYTES = 16 * 1024
+#: every dictionary states may have been written with, by id: never removed
+DICTIONARIES = (DICTIONARY_ID,)
+
+
+def _dictionary(dict_id: int) -> zstandard.ZstdCompressionDict:
+    data = resources.files("tierstream.engine").joinpath(f"state-{dict_id:08x}.zdict").read_bytes()
+    return zstandard.ZstdCompressionDict(data)
+
+
+_written_with = _dictionary(DICTIONARY_ID)
+_compress = zstandard.ZstdCompressor(level=LEVEL, dict_data=_written_with).compress
+_decompress_plain = zstandard.ZstdDecompressor().decompress
+_decompress_with = {i: zstandard.ZstdDecompressor(dict_data=_dictionary(i)).decompress for i in DICTIONARIES}
 #: first byte of a zlib stream at the default window: states written before zstd
 ZLIB_FIRST_BYTE = 0x78
+#: offset of a zstd frame's header descriptor, whose two low bits say if it names a dictionary
+FRAME_DESCRIPTOR = 4
 
 
 def pack(doc: list[Any], partition: int) -> bytes:
@@ -56,11 +80,29 @@ def pack(doc: list[Any], partition: int) -> bytes:
 
 
 def unpack(data: bytes) -> list[Any]:
-    """The state document of stored bytes (zstd, or zlib as written before)."""
+    """The state document of stored bytes (zstd with or without a dictionary, or zlib as
+    written before)."""
     body = data[2:]
-    raw = zlib.decompress(body) if body[0] == ZLIB_FIRST_BYTE else _decompress(body)
+    if body[0] == ZLIB_FIRST_BYTE:
+        raw = zlib.decompress(body)
+    elif len(body) > FRAME_DESCRIPTOR and body[FRAME_DESCRIPTOR] & 3:
+        raw = _with_dictionary(body)
+    else:
+        raw = _decompress_plain(body)
     doc: list[Any] = orjson.loads(raw)
     return doc
+
+
+def _with_dictionary(body: bytes) -> bytes:
+    dict_id = zstandard.get_frame_parameters(body).dict_id
+    decompress = _decompress_with.get(dict_id)
+    if decompress is None:
+        raise ValueError(
+            f"a customer state compressed with zstd dictionary {dict_id:#x}, which this tierstream "
+            f"does not have (it has {', '.join(f'{i:#x}' for i in DICTIONARIES)}): it was written by a "
+            "newer tierstream; run that version (docs/operations.md, 'Upgrading tierstream itself')"
+        )
+    return decompress(body)
 
 
 def partition_of(data: bytes) -> int:
@@ -69,7 +111,12 @@ def partition_of(data: bytes) -> int:
 
 
 def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> bytes:
-    doc = [
+    return pack(document(c), partition)
+
+
+def document(c: Customer) -> list[Any]:
+    """The state document of a customer, before it is compressed."""
+    return [
         FORMAT,
         c.first_day,
         c.day,
@@ -88,7 +135,6 @@ def encode(c: Customer, specs: tuple[SeriesSpec, ...], partition: int = 0) -> by
         c.churn_risk,
         c.segments,
     ]
-    return pack(doc, partition)
 
 
 def decode(data: bytes, specs: tuple[SeriesSpec, ...]) -> Customer:

@@ -21,6 +21,8 @@ METRIC_NAMES = (
     "tierstream_customers_by_segment",
     "tierstream_commit_seconds",
     "tierstream_uncommitted_records",
+    "tierstream_decoded_customers",
+    "tierstream_spilled_customers_total",
 )
 
 #: event-to-output seconds; fine between 50 ms and 1 s, where the target (p99 500 ms) lies
@@ -82,6 +84,18 @@ class WorkerMetrics:
         self.uncommitted = Gauge(
             "tierstream_uncommitted_records",
             "Records applied and not yet acked (held until a commit writes their effects)",
+            registry=r,
+        )
+        self.decoded = Gauge(
+            "tierstream_decoded_customers",
+            "Customers held decoded (the budget is TIERSTREAM_DECODED_CUSTOMERS; a commit in flight "
+            "holds those it has not encoded yet beyond it)",
+            registry=r,
+        )
+        self.spilled = Counter(
+            "tierstream_spilled_customers",
+            "Changed customers encoded before their commit to stay within the decoded budget (one "
+            "read again before that commit is decoded again): a steady rate says the budget is small",
             registry=r,
         )
         self.dead_letters = Counter(

@@ -41,11 +41,12 @@ class Spilled:
 class CustomerStore(MutableMapping[str, Customer]):
     """Decoded customers of one partition over the Faust table (write-back cache).
 
-    At most `limit` customers stay decoded past a commit or a slice of a sweep (the oldest
-    read are dropped first); the table holds every customer encoded. Past `limit` in a
-    sweep, changed customers are encoded early (`spilled`, ~0.4 KB against ~2.3 KB
-    decoded) and written by the next commit: a day boundary that changes every customer
-    of the partition no longer holds them all decoded."""
+    At most `limit` customers stay decoded past a batch, a commit's slice or a slice of a
+    sweep (the oldest read are dropped first), besides those a commit in flight has yet to
+    encode; the table holds every customer encoded. Past `limit`, changed customers are
+    encoded early (`spilled`, ~0.4 KB against ~2.3 KB decoded) and written by the next
+    commit: neither a backlog of many customers nor a day boundary that changes every
+    customer of the partition holds them all decoded."""
 
     def __init__(
         self, table: Any, specs: tuple[SeriesSpec, ...], limit: int = 50_000, partition: int = 0
@@ -64,6 +65,8 @@ class CustomerStore(MutableMapping[str, Customer]):
         #: spilled states the commit in flight took, until it has put them in the table
         self.writing: dict[str, Spilled] = {}
         self.ids: set[str] = set()
+        #: changed customers encoded early by `trim` to stay within `limit`, ever
+        self.spills = 0
         #: off during sweeps: boundary catch-up is a pure function of the stored state
         #: and the day, so an older stored state catches up to the same result later.
         self.tracking = True
@@ -139,20 +142,42 @@ class CustomerStore(MutableMapping[str, Customer]):
                 changed.append((cid, blob, before is None))
         return changed
 
+    def encoded(self, cids: list[str]) -> None:
+        """These customers the commit in flight took are in the table now (and served): the
+        next trim may drop them, and a read finds their new state in the table."""
+        self.encoding.difference_update(cids)
+        writing = self.writing
+        if writing:
+            for cid in cids:
+                writing.pop(cid, None)
+
     def finish_encoding(self) -> None:
-        """The commit's customers are encoded, in the table and served: they may be dropped now."""
+        """The commit's customers are encoded, in the table and served: they may be dropped
+        now, and those changed since, past `limit`, spilled (the commit held them decoded:
+        a trim meanwhile could not take them)."""
         self.encoding.clear()
         self.writing.clear()
-        self.trim()
+        self.trim(spill=True)
+
+    def stored(self, cid: str) -> bytes | None:
+        """The customer's latest encoded state when it is not decoded: spilled, being
+        written by the commit in flight, or the table's (None: no state)."""
+        spilled = self.spilled.get(cid) or self.writing.get(cid)
+        if spilled is not None:
+            return spilled.state
+        state: bytes | None = self.table.get(cid.encode("utf-8"))
+        return state
 
     def trim(self, spill: bool = False) -> None:
         """Drop the oldest decoded customers past `limit`: first those not touched since the
-        last commit, then (still past `limit`, and `spill`: a sweep's) touched ones, spilled:
-        encoded now, written by the next commit. Never one a commit in flight took
-        (`encoding`). Between sweeps touched customers are kept decoded: a commit is due
-        every `commit_max_records` records, which bounds them, and spilling a customer that
-        its next record reads back costs an encode and a decode. An untouched one
-        equals its stored state, or differs only by a sweep's catch-up, which is a pure
+        last commit, then (still past `limit`, and `spill`: the worker's, after each batch and
+        sweep slice) touched ones, spilled: encoded now, written by the next commit, which
+        would have encoded them anyway; one read again before it costs a decode and an
+        encode more. Never one a commit in flight took and has not encoded yet
+        (`encoding`). Without spilling, behind a backlog of many more customers than the
+        budget, every customer a commit's records touched stayed decoded until that commit
+        had encoded it: up to three times the budget (docs/decisions.md 137). An untouched
+        one equals its stored state, or differs only by a sweep's catch-up, which is a pure
         function of that state and the day (and one whose catch-up produced outputs is
         marked touched)."""
         excess = len(self.cache) - self.limit
@@ -176,6 +201,7 @@ class CustomerStore(MutableMapping[str, Customer]):
             touched.discard(cid)
             if blob != before:
                 spilled[cid] = Spilled(blob, before is None)
+            self.spills += 1
 
     def sweep(self, engine: PartitionEngine, out: list[Output]) -> None:
         """`sweep_slices`, every slice's outputs into `out`."""

@@ -144,6 +144,9 @@ class Worker:
             committed=self.metrics.commit_seconds.observe,
         )
         self.metrics.uncommitted.set_function(lambda: self.checkpoint.unacked_records)
+        self.metrics.decoded.set_function(lambda: sum(len(p.store.cache) for p in self.partitions.values()))
+        #: spills counted into the metric so far, by partition (a store counts its own)
+        self.spills_counted: dict[int, int] = {}
         self.brake = FetchBrake(self._pause_fetch, self._resume_fetch, settings.buffered_records)
         self.routing = RoutingCheck(settings.partitions, settings.partitioner)
         self.misrouting_told = False
@@ -180,6 +183,7 @@ class Worker:
             await self._commit_applied()  # what was applied is written before another worker takes it
             for tp in revoked:
                 part = self.partitions.pop(tp.partition, None)
+                self.spills_counted.pop(tp.partition, None)  # a new store counts from 0
                 if part is not None:
                     self.buffered -= sum(len(q) for q in part.queues.values())
                 if tp.topic in self.topic_index:
@@ -402,13 +406,20 @@ class Worker:
                     self.partition(tp.partition)
             for part in list(self.partitions.values()):
                 store = part.store
-                store.tracking = False
-                try:
-                    with routed_to(part.number, self.topics[0]):
-                        customers = [(cid, store[cid]) for cid in list(store.ids)]
-                finally:
-                    store.tracking = True
-                self.serving.note_customers(part.engine, customers)
+                cache = store.cache
+                decoded: list[tuple[str, Customer]] = []
+                encoded: list[tuple[str, bytes]] = []
+                with routed_to(part.number, self.topics[0]):
+                    for cid in list(store.ids):
+                        c = cache.get(cid)
+                        if c is not None:
+                            decoded.append((cid, c))
+                        elif (state := store.stored(cid)) is not None:
+                            # served from its state, decoded a flush slice at a time: the
+                            # partition's every customer decoded at once was ~3 KB each
+                            encoded.append((cid, state))
+                self.serving.note_customers(part.engine, decoded)
+                self.serving.note_states(part.engine, encoded)
                 self.serving.note_counts(part.number, part.tier_counts)
                 await asyncio.sleep(0)
 
@@ -473,6 +484,12 @@ class Worker:
                     await self._apply(work)
                     self.buffered -= released
                     checkpoint.applied(work)
+                    for part, _ in work:
+                        # decoded customers stay within the budget between commits too:
+                        # changed ones past it are encoded now (the commit would encode
+                        # them anyway), not held decoded until it
+                        part.store.trim(spill=True)
+                    self._count_spills()
                 max_records = settings.commit_max_records
                 if checkpoint.due(settings.commit_interval_ms, max_records, self.backlog() >= max_records):
                     await checkpoint.commit()
@@ -533,6 +550,15 @@ class Worker:
             self._count_tiers(part, sweep)
             await self._send_outputs([(o, None) for o in sweep])
         part.swept_day = part.engine.clock_day
+        self._count_spills()
+
+    def _count_spills(self) -> None:
+        counted = self.spills_counted
+        for number, part in self.partitions.items():
+            n = part.store.spills - counted.get(number, 0)
+            if n:
+                self.metrics.spilled.inc(n)
+                counted[number] = part.store.spills
 
     def _count_tiers(self, part: Partition, outputs: list[Output]) -> None:
         counts = part.tier_counts
@@ -605,12 +631,13 @@ class Worker:
         writes: list[Write] = []
         base = self.rules.tier_ids[0]
         for part, cids, _ in held:
-            changed: list[tuple[str, bytes, bool]] = []
-            cache = part.store.cache
+            store = part.store
+            cache = store.cache
             for start in range(0, len(cids), ENCODE_SLICE):
                 if start:
                     await asyncio.sleep(0)  # let the merge apply what arrived meanwhile
-                done = part.store.encode_changed(cids[start : start + ENCODE_SLICE], part.number)
+                taken = cids[start : start + ENCODE_SLICE]
+                done = store.encode_changed(taken, part.number)
                 # served as encoded: decoded ones now, spilled ones (not decoded) when written
                 decoded = [(cid, c) for cid, _, _ in done if (c := cache.get(cid)) is not None]
                 self.serving.note_customers(part.engine, decoded)
@@ -618,17 +645,19 @@ class Worker:
                     self.serving.note_states(
                         part.engine, [(cid, b) for cid, b, _ in done if cid not in cache]
                     )
-                changed += done
-            with routed_to(part.number, self.topics[0]):
-                data = self.table.data
-                for cid, blob, new in changed:
-                    key = cid.encode("utf-8")
-                    data[key] = blob
-                    writes.append((part.number, key, blob))
-                    if new:
-                        part.tier_counts[base] = part.tier_counts.get(base, 0) + 1
+                with routed_to(part.number, self.topics[0]):
+                    data = self.table.data
+                    for cid, blob, new in done:
+                        key = cid.encode("utf-8")
+                        data[key] = blob
+                        writes.append((part.number, key, blob))
+                        if new:
+                            part.tier_counts[base] = part.tier_counts.get(base, 0) + 1
+                # in the table and noted: the merge's trims may drop them from now on (held
+                # decoded to the commit's end, a slow commit kept twice the cache decoded)
+                store.encoded(taken)
             self.serving.note_counts(part.number, part.tier_counts)
-            part.store.finish_encoding()  # after the noting: it may drop customers just encoded
+            store.finish_encoding()
         for tier in self.rules.tier_ids:
             self.metrics.customers.labels(tier=tier).set(
                 sum(p.tier_counts.get(tier, 0) for p in self.partitions.values())

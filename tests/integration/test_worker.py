@@ -129,6 +129,39 @@ def test_backlog_catch_up_equals_simulate(settings: Settings, tmp_path: Path) ->
     assert sum(counts.values()) == 60
 
 
+def test_a_decoded_budget_far_below_the_customers_spills_and_equals_simulate(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """8 customers decoded (2 a partition) of 60, small batches and commits: customers are
+    spilled after batches and sweep slices, read back from their spilled state or the table
+    while commits encode, and outputs, tiers and Redis still equal `simulate`'s."""
+    settings = settings.model_copy(
+        update={"decoded_customers": 8, "batch_size": 50, "commit_max_records": 200, "buffered_records": 100}
+    )
+    events = tmp_path / "bank.jsonl"
+    make_bank(events, customers=60, days=40, seed=5)
+    sent = publish(settings, events)
+    worker = start(settings, tmp_path)
+    try:
+        worker.wait_for(lambda: worker.consumed() >= sent, 180, f"{sent} records consumed")
+        worker.wait_for(lambda: worker.lag() == 0, 30, "lag 0 in /metrics")
+        worker.wait_for(
+            lambda: worker.metrics().get("tierstream_redis_pending_customers", 1) == 0, 30, "Redis written"
+        )
+        served = worker.metrics()
+        outputs = captured(settings)
+    finally:
+        worker.stop()
+    assert_same_as_simulate(settings, events, outputs)
+    assert served["tierstream_spilled_customers_total"] > 60, "the budget was kept by spilling"
+    assert served["tierstream_decoded_customers"] <= 8
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    tiers = final_tiers(outputs)
+    stored = {k.rsplit(":", 1)[1]: client.hget(k, "tier") for k in client.scan_iter("tierstream:customer:*")}
+    assert len(stored) == 60
+    assert stored == {cid: tiers.get(cid, "standard") for cid in stored}
+
+
 def test_kill_minus_nine_mid_backlog_then_restart(settings: Settings, tmp_path: Path) -> None:
     events = tmp_path / "bank.jsonl"
     make_bank(events, customers=150, days=40, seed=9)

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+import zstandard
 from hypothesis import given, settings
 
 from tierstream.engine import codec
@@ -80,6 +81,54 @@ def test_states_written_as_zlib_before_zstd_still_read() -> None:
     assert old[2] == codec.ZLIB_FIRST_BYTE
     assert codec.partition_of(old) == 5
     assert codec.encode(codec.decode(old, specs), specs, 5) == blob
+
+
+def _one_customer() -> tuple[PartitionEngine, Any]:
+    engine = PartitionEngine(load_rules("cmb"))
+    book = (
+        Book().balance(ts(0, 3600), "60000.00").txn(ts(1, 7200), "10.00").profile(ts(2, 100), segment="mass")
+    )
+    for i, line in enumerate(book.encoded()):
+        feed_line(engine, i, line)
+    return engine, engine.customers["A"]
+
+
+#: sha256 of the dictionary states are written with: states live as long as the bank's
+#: changelog, so the file is never changed (a better one is a new id beside it)
+SHIPPED = {0x74530001: "da7c468eee13320928fc2a41db9a04b197787db77a598c568219a728aeb011af"}
+
+
+def test_the_shipped_dictionaries_are_the_ones_states_were_written_with() -> None:
+    import hashlib
+    from importlib import resources
+
+    assert set(codec.DICTIONARIES) == set(SHIPPED) and codec.DICTIONARY_ID in SHIPPED
+    for dict_id, digest in SHIPPED.items():
+        data = resources.files("tierstream.engine").joinpath(f"state-{dict_id:08x}.zdict").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, f"state-{dict_id:08x}.zdict changed"
+        assert zstandard.ZstdCompressionDict(data).dict_id() == dict_id
+
+
+def test_states_name_their_dictionary_and_those_written_without_one_still_read() -> None:
+    """States written between decisions 121 and 138 are zstd frames without a dictionary."""
+    engine, customer = _one_customer()
+    specs = engine.ledger.specs
+    blob = codec.encode(customer, specs, 5)
+    assert zstandard.get_frame_parameters(blob[2:]).dict_id == codec.DICTIONARY_ID
+    doc = orjson.dumps(codec.document(customer))
+    before = (5).to_bytes(2, "big") + zstandard.ZstdCompressor(level=3).compress(doc)
+    assert zstandard.get_frame_parameters(before[2:]).dict_id == 0
+    assert len(blob) < len(before) * 0.8, "the dictionary pays for itself"
+    assert codec.encode(codec.decode(before, specs), specs, 5) == blob
+
+
+def test_a_state_compressed_with_an_unknown_dictionary_says_a_newer_tierstream_wrote_it() -> None:
+    engine, customer = _one_customer()
+    doc = orjson.dumps(codec.document(customer))
+    other = zstandard.train_dictionary(2048, [doc + str(i).encode() for i in range(200)], dict_id=0x74530999)
+    newer = (5).to_bytes(2, "big") + zstandard.ZstdCompressor(level=3, dict_data=other).compress(doc)
+    with pytest.raises(ValueError, match=r"dictionary 0x74530999.*newer tierstream"):
+        codec.decode(newer, engine.ledger.specs)
 
 
 def test_format_3_states_read_as_the_same_customer() -> None:

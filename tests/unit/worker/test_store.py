@@ -164,6 +164,60 @@ def test_trimming_keeps_customers_a_commit_took_until_it_has_encoded_and_served_
     assert [cid for cid, _, _ in store.take_touched(3)] == ["a"]
 
 
+def test_a_commit_lets_go_of_each_slice_once_it_is_in_the_table(rules: Rules) -> None:
+    """`encoded`: a slice written to the table may be dropped while later slices are
+    encoded; read again, the customer is its new state from the table."""
+    table: dict[bytes, bytes] = {}
+    part = partition(rules, table)
+    store, ledger = part.store, part.engine.ledger
+    for cid in "abcd":
+        store[cid] = ledger.new_customer(19675, 0)
+        store[cid].tier_since = 7
+    taken = store.take_touched_ids()
+    store.limit = 1
+    first = taken[:2]
+    for cid, blob, _ in store.encode_changed(first, 3):
+        table[cid.encode()] = blob  # the caller writes the slice to the table
+    store.encoded(first)
+    store.trim(spill=True)
+    assert set(store.cache) == set(taken[2:]), "the slice in the table went; the rest wait for their slice"
+    assert store[first[0]].tier_since == 7  # read back from the table: the state just encoded
+    store.encode_changed(taken[2:], 3)
+    store.finish_encoding()
+    assert len(store.cache) == 1
+
+
+def test_finishing_a_commit_spills_what_changed_meanwhile_past_the_limit(rules: Rules) -> None:
+    table: dict[bytes, bytes] = {}
+    part = partition(rules, table)
+    store, ledger = part.store, part.engine.ledger
+    store["a"] = ledger.new_customer(19675, 0)
+    taken = store.take_touched_ids()
+    for cid in "bcd":  # changed while the commit encodes: touched, not taken
+        store[cid] = ledger.new_customer(19675, 0)
+    store.limit = 1
+    store.encode_changed(taken, 3)
+    store.finish_encoding()
+    assert len(store.cache) == 1 and len(store.spilled) == 2 and store.spills == 2
+    written = {cid for cid, _, _ in store.take_touched(3)}
+    assert written == set("bcd"), "spilled or decoded, each is written by the next commit"
+
+
+def test_stored_is_the_latest_state_that_is_not_decoded(rules: Rules) -> None:
+    table: dict[bytes, bytes] = {}
+    part = partition(rules, table)
+    store, ledger = part.store, part.engine.ledger
+    table[b"t"] = codec.encode(ledger.new_customer(19675, 0), store.specs, 3)
+    store["s"] = ledger.new_customer(19675, 0)
+    store.limit = 0
+    store.trim(spill=True)
+    assert store.stored("t") == table[b"t"]
+    assert store.stored("s") == store.spilled["s"].state
+    store.take_touched_ids()  # the commit takes `s`: being written, not in the table yet
+    assert store.stored("s") == store.writing["s"].state
+    assert store.stored("nobody") is None
+
+
 def _bank(customers: int, days: int) -> list[bytes]:
     text = io.StringIO()
     write_events(generate_events(customers, days, seed=3, usd=False), text)
