@@ -109,7 +109,8 @@ class WorkerMetrics:
         )
         self.misrouted = Counter(
             "tierstream_misrouted_records",
-            "Records of a customer first seen on another partition than TIERSTREAM_PARTITIONER predicts",
+            "Records that brought a customer to a partition other than TIERSTREAM_PARTITIONER predicts "
+            "(its first record there)",
             ["topic"],
             registry=r,
         )

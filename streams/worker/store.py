@@ -65,6 +65,8 @@ class CustomerStore(MutableMapping[str, Customer]):
         #: spilled states the commit in flight took, until it has put them in the table
         self.writing: dict[str, Spilled] = {}
         self.ids: set[str] = set()
+        #: customers created since the worker last took them (it checks their routing)
+        self.created: list[str] = []
         #: changed customers encoded early by `trim` to stay within `limit`, ever
         self.spills = 0
         #: off during sweeps: boundary catch-up is a pure function of the stored state
@@ -94,6 +96,8 @@ class CustomerStore(MutableMapping[str, Customer]):
         return c
 
     def __setitem__(self, cid: str, c: Customer) -> None:
+        if cid not in self.ids:
+            self.created.append(cid)
         self.cache[cid] = c
         self.loaded.setdefault(cid, None)
         self.touched.add(cid)

@@ -506,11 +506,10 @@ class Worker:
             engine = part.engine
             process = engine.process_payload
             applied = part.applied
+            created = part.store.created
             with routed_to(part.number, self.topics[0]):
                 day_before = engine.clock_day
                 for record in records:
-                    if record.key:
-                        self._check_routing(record)
                     key = record.key.decode("utf-8", "replace") if record.key else None
                     produced = process(
                         bare(record.topic),
@@ -523,6 +522,9 @@ class Worker:
                         self._count_tiers(part, produced)
                         for o in produced:
                             outputs.append((o, record.timestamp))
+                    if created:  # a customer first seen on this partition
+                        self._check_routing(record, created)
+                        created.clear()
                     applied[record.topic] = record.offset
                 if engine.clock_day is not None and engine.clock_day != day_before:
                     await self._send_outputs(outputs)  # in order, before the sweep's
@@ -531,15 +533,15 @@ class Worker:
             self._count(engine)
         await self._send_outputs(outputs)
 
-    def _check_routing(self, record: merge.Record) -> None:
-        key = record.key or b""
-        predicted = self.routing.expected(key, record.partition)
-        if predicted is None:
-            return
-        self.metrics.misrouted.labels(topic=record.topic).inc()
-        if not self.misrouting_told:  # one warning; the counter tells how many
-            self.misrouting_told = True
-            lifecycle.warning(self.routing.advice(key, record.topic, record.partition, predicted))
+    def _check_routing(self, record: merge.Record, created: list[str]) -> None:
+        for cid in created:
+            predicted = self.routing.expected(cid, record.partition)
+            if predicted is None:
+                continue
+            self.metrics.misrouted.labels(topic=record.topic).inc()
+            if not self.misrouting_told:  # one warning; the counter tells how many
+                self.misrouting_told = True
+                lifecycle.warning(self.routing.advice(cid, record.topic, record.partition, predicted))
 
     async def _sweep(self, part: Partition) -> None:
         """Every customer of the partition up to its clock's day (state not rewritten), its
