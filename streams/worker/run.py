@@ -15,6 +15,7 @@ from ..engine.rules import Rules
 from ..enginebuild import current
 from ..preflight import LIFECYCLE_LOGGER, TopicFacts, Verdict, check_layout, startup_line
 from ..settings import CUSTOMERS_TABLE, Settings
+from .allocator import fix_mmap_threshold
 from .app import create_app
 from .wiring import Worker
 
@@ -120,6 +121,7 @@ class _FaustWorker(faust.Worker):
 def run_worker(settings: Settings, rules: Rules, loglevel: str = "WARNING") -> None:
     """Run until stopped. Raises TopicsRefused (or KafkaIOError) before joining the group
     when the topics are not as the worker needs them."""
+    fix_mmap_threshold()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app, _ = build(settings, rules)
