@@ -64,7 +64,6 @@ class CustomerStore(MutableMapping[str, Customer]):
         self.spilled: dict[str, Spilled] = {}
         #: spilled states the commit in flight took, until it has put them in the table
         self.writing: dict[str, Spilled] = {}
-        self.ids: set[str] = set()
         #: customers created since the worker last took them (it checks their routing)
         self.created: list[str] = []
         #: changed customers encoded early by `trim` to stay within `limit`, ever
@@ -90,27 +89,41 @@ class CustomerStore(MutableMapping[str, Customer]):
             c = codec.decode(state, self.specs)
             self.cache[cid] = c
             self.loaded[cid] = state
-            self.ids.add(cid)
         if self.tracking:
             self.touched.add(cid)
         return c
 
     def __setitem__(self, cid: str, c: Customer) -> None:
-        if cid not in self.ids:
+        if cid not in self.cache and self.stored(cid) is None:
             self.created.append(cid)
         self.cache[cid] = c
         self.loaded.setdefault(cid, None)
         self.touched.add(cid)
-        self.ids.add(cid)
 
     def __delitem__(self, cid: str) -> None:  # pragma: no cover - customers are never deleted
         raise NotImplementedError("customers are not deleted")
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self.ids))
+        return iter(self.customer_ids())
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.customer_ids())
+
+    def customer_ids(self) -> list[str]:
+        """Every customer of the partition, sorted: those in the table and those not written
+        yet. Read from the table when asked (sweeps, a Redis refresh: each reads every
+        customer anyway), not kept: a set of every id was ~0.14 KB a customer
+        (docs/decisions.md 141)."""
+        partition = self.partition
+        ids = {
+            key.decode("utf-8")
+            for key, raw in self.table.items()
+            if raw is not None and not key.startswith(MARKER_PREFIX) and codec.partition_of(raw) == partition
+        }
+        ids.update(self.cache)
+        ids.update(self.spilled)
+        ids.update(self.writing)
+        return sorted(ids)
 
     def take_touched(self, partition: int) -> list[tuple[str, bytes, bool]]:
         """Encode every customer whose state changed: (id, state, first write)."""
@@ -220,7 +233,7 @@ class CustomerStore(MutableMapping[str, Customer]):
         the next commit, so stored state, sent outputs and the marker's tier counts agree
         after a restart), the others are dropped past `limit` as the sweep goes, and changed
         ones past it spilled, so a sweep does not hold the whole partition decoded."""
-        ids = sorted(self.ids)
+        ids = self.customer_ids()
         for start in range(0, len(ids), SWEEP_SLICE):
             out: list[Output] = []
             self.tracking = False
@@ -232,14 +245,14 @@ class CustomerStore(MutableMapping[str, Customer]):
             self.trim(spill=True)
             yield out
 
-    def load_ids(
+    def count_stored(
         self,
         partition: int,
         tier_ids: tuple[str, ...],
         each: Callable[[str, Customer], None] | None = None,
     ) -> StoredCounts:
-        """Customer ids of this partition (the table keys whose state says so), and the
-        customers per tier and per segment value counted from those states: a crash between
+        """The partition's customers (the table keys whose state says so) per tier and per
+        segment value, counted from their states: a crash between
         a commit's state writes and its marker leaves states the marker's counts do not
         include (their records come back as duplicates, so nothing would count them again).
         `each` sees every decoded state (the worker serves them to Redis again: a crash
@@ -250,7 +263,6 @@ class CustomerStore(MutableMapping[str, Customer]):
                 continue
             if codec.partition_of(raw) == partition:
                 cid = key.decode("utf-8")
-                self.ids.add(cid)
                 c = codec.decode(raw, self.specs)
                 if each is not None:
                     each(cid, c)

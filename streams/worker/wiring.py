@@ -262,7 +262,9 @@ class Worker:
                         "written with."
                     )
                 serve = self.serving.note_customers
-                stored = store.load_ids(number, self.rules.tier_ids, lambda cid, c: serve(engine, [(cid, c)]))
+                stored = store.count_stored(
+                    number, self.rules.tier_ids, lambda cid, c: serve(engine, [(cid, c)])
+                )
                 if dict(stored.tiers) != {t: n for t, n in part.tier_counts.items() if n}:
                     part.tier_counts = dict(stored.tiers)
                     self.checkpoint.moved[number] = part  # the next commit writes the marker
@@ -410,7 +412,7 @@ class Worker:
                 decoded: list[tuple[str, Customer]] = []
                 encoded: list[tuple[str, bytes]] = []
                 with routed_to(part.number, self.topics[0]):
-                    for cid in list(store.ids):
+                    for cid in store.customer_ids():
                         c = cache.get(cid)
                         if c is not None:
                             decoded.append((cid, c))

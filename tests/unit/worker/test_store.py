@@ -95,7 +95,7 @@ def test_reads_while_not_tracking_are_not_written(rules: Rules) -> None:
     assert part.store.touched == set()
 
 
-def test_load_ids_keeps_this_partitions_customers_and_skips_markers(rules: Rules) -> None:
+def test_the_partitions_customers_are_read_from_the_table_without_markers(rules: Rules) -> None:
     table: dict[bytes, bytes] = {}
     specs = partition(rules, table).store.specs
     fresh = partition(rules, table).engine.ledger.new_customer(19675, 0)
@@ -103,9 +103,14 @@ def test_load_ids_keeps_this_partitions_customers_and_skips_markers(rules: Rules
     table[b"theirs"] = codec.encode(fresh, specs, 4)
     table[marker_key(3)] = b"{}"
     part = partition(rules, table)
-    counts = part.store.load_ids(3, rules.tier_ids)
+    counts = part.store.count_stored(3, rules.tier_ids)
     assert list(part.store) == ["mine"] and len(part.store) == 1
     assert dict(counts.tiers) == {rules.tier_ids[0]: 1} and not counts.segments
+    part.store["made"] = part.engine.ledger.new_customer(19675, 0)  # not written yet
+    part.store.limit = 0
+    part.store.trim(spill=True)  # spilled: in neither the cache nor the table
+    part.store["also"] = part.engine.ledger.new_customer(19675, 0)  # decoded
+    assert part.store.customer_ids() == ["also", "made", "mine"]
 
 
 def test_load_counts_tiers_and_segments_from_the_states_and_moves_follow(rules: Rules) -> None:
@@ -119,7 +124,7 @@ def test_load_counts_tiers_and_segments_from_the_states_and_moves_follow(rules: 
         c.tier, c.segments = tier, ["new", "R5F1M1", grid]
         table[f"c{i}".encode()] = codec.encode(c, specs, 3)
     part = partition(rules, table)
-    counts = part.store.load_ids(3, rules.tier_ids)
+    counts = part.store.count_stored(3, rules.tier_ids)
     assert dict(counts.tiers) == {"standard": 1, "gold": 2}
     assert counts.segments[("grid", "低价值/低活跃")] == 2 and counts.segments[("lifecycle", "new")] == 3
     part.segment_counts = counts.segments
@@ -271,7 +276,7 @@ def test_a_small_decoded_cache_gives_the_same_outputs_and_states(
     assert bounded == everything
     assert bounded_table == table
     store.take_touched(0)  # the last commit's changed customers go at the next trim
-    assert len(store.cache) <= 4 < len(store.ids)
+    assert len(store.cache) <= 4 < len(store)
 
 
 def test_trim_drops_the_oldest_untouched_customers(rules: Rules) -> None:
