@@ -65,7 +65,11 @@ def start(settings: Settings, tmp_path: Path, name: str = "worker") -> WorkerPro
     return WorkerProcess(settings, RULES, tmp_path / f"{name}.log")
 
 
-def test_backlog_catch_up_equals_simulate(settings: Settings, tmp_path: Path) -> None:
+def catch_up_a_bank(
+    settings: Settings, tmp_path: Path
+) -> tuple[Path, dict[str, float], list[dict[str, Any]]]:
+    """60 customers x 40 days published, then applied by one worker to lag 0 and Redis
+    written: the event file, the worker's metrics then, and the outputs."""
     events = tmp_path / "bank.jsonl"
     make_bank(events, customers=60, days=40, seed=5)
     sent = publish(settings, events)
@@ -73,10 +77,18 @@ def test_backlog_catch_up_equals_simulate(settings: Settings, tmp_path: Path) ->
     try:
         worker.wait_for(lambda: worker.consumed() >= sent, 180, f"{sent} records consumed")
         worker.wait_for(lambda: worker.lag() == 0, 30, "lag 0 in /metrics")
+        worker.wait_for(
+            lambda: worker.metrics().get("tierstream_redis_pending_customers", 1) == 0, 30, "Redis written"
+        )
         served = worker.metrics()
         outputs = captured(settings)
     finally:
         worker.stop()
+    return events, served, outputs
+
+
+def test_backlog_catch_up_equals_simulate(settings: Settings, tmp_path: Path) -> None:
+    events, served, outputs = catch_up_a_bank(settings, tmp_path)
     assert_same_as_simulate(settings, events, outputs)
     by_tier = {k: v for k, v in served.items() if k.startswith("tierstream_customers{")}
     assert sum(by_tier.values()) == 60  # every customer, counted once, by tier
@@ -138,20 +150,7 @@ def test_a_decoded_budget_far_below_the_customers_spills_and_equals_simulate(
     settings = settings.model_copy(
         update={"decoded_customers": 8, "batch_size": 50, "commit_max_records": 200, "buffered_records": 100}
     )
-    events = tmp_path / "bank.jsonl"
-    make_bank(events, customers=60, days=40, seed=5)
-    sent = publish(settings, events)
-    worker = start(settings, tmp_path)
-    try:
-        worker.wait_for(lambda: worker.consumed() >= sent, 180, f"{sent} records consumed")
-        worker.wait_for(lambda: worker.lag() == 0, 30, "lag 0 in /metrics")
-        worker.wait_for(
-            lambda: worker.metrics().get("tierstream_redis_pending_customers", 1) == 0, 30, "Redis written"
-        )
-        served = worker.metrics()
-        outputs = captured(settings)
-    finally:
-        worker.stop()
+    events, served, outputs = catch_up_a_bank(settings, tmp_path)
     assert_same_as_simulate(settings, events, outputs)
     assert served["tierstream_spilled_customers_total"] > 60, "the budget was kept by spilling"
     assert served["tierstream_decoded_customers"] <= 8
