@@ -9,6 +9,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 import redis.exceptions
 
@@ -45,13 +46,38 @@ def customer_fields(
     return fields
 
 
+class HiredisPacking:
+    """Commands packed by hiredis (C) rather than redis-py's asyncio connection (Python).
+
+    redis-py's synchronous connection packs with hiredis when it is installed; its asyncio
+    one does not. The worker writes every changed customer's hash each commit, and packing
+    those HSETs was ~9% of a live worker's time (23 us a command against hiredis' 2.6, the
+    same bytes). Only commands of text and bytes are packed here; any other argument
+    (a number, a memoryview) goes to redis-py's own packer, which formats it its way."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if not all(type(a) is str or type(a) is bytes for a in args):
+            packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
+            return packed
+        head = args[0]
+        # like redis-py: a command named in several words ("CONFIG GET") is sent as several
+        words = head.encode().split() if type(head) is str else head.split()
+        if len(words) != 1:
+            args = (*words, *args[1:])
+        return [hiredis.pack_command(args)]
+
+
 def redis_client(settings: Settings, **options: Any) -> aioredis.Redis:
-    """A Redis client with the password and, for a rediss:// URL, the CA file of the settings."""
+    """A Redis client with the password and, for a rediss:// URL, the CA file of the
+    settings; its connections pack commands with hiredis (`HiredisPacking`)."""
     if settings.redis_url.startswith("rediss://") and settings.redis_ca_file:
         options["ssl_ca_certs"] = settings.redis_ca_file
     client: aioredis.Redis = aioredis.Redis.from_url(
         settings.redis_url, password=settings.redis_password.get_secret_value() or None, **options
     )
+    pool = client.connection_pool
+    base = pool.connection_class  # plain, TLS or unix socket, as the URL asked
+    pool.connection_class = type(f"Hiredis{base.__name__}", (HiredisPacking, base), {})
     return client
 
 

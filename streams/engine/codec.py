@@ -128,7 +128,7 @@ def document(c: Customer) -> list[Any]:
         c.dormant_fired,
         c.observation_records(),
         [[name, ts, eid, _attr_out(v)] for name, (ts, eid, v) in c.attrs.items()],
-        [[_ring_out(c.ring_days(i)), s.sums] for i, s in enumerate(c.series)],
+        [[_ring_out(days), sums] for days, sums in c.series_days()],
         [[k, v] for k, v in (c.opportunities or {}).items()],
         [[k, v] for k, v in (c.warnings or {}).items()],
         [c.seen.fingerprints.tolist(), c.seen.days.tolist()],

@@ -435,6 +435,21 @@ class Customer:
         ring = self.rings
         return [*ring[at + start : at + size], *ring[at : at + start]]
 
+    def series_days(self) -> list[tuple[list[int], list[int]]]:
+        """Every series' days [day - size + 1, day] (oldest first) and its window sums: what
+        the state codec writes. The rings read once as a list (reading each series through
+        `ring_days` and its sums through `series`, which copies the rings again, was half
+        of a state's encoding, and a commit encodes every customer it changed)."""
+        layout, rings, sums = self.layout, self.rings, self.sums
+        values = rings.tolist() if isinstance(rings, array) else list(rings)
+        first = self.day + 1
+        out = []
+        for spec, at, sat in zip(layout.specs, layout.ring_at, layout.sum_at, strict=True):
+            size = spec.size
+            start = at + first % size  # the slot of day - size + 1
+            out.append((values[start : at + size] + values[at:start], sums[sat : sat + len(spec.windows)]))
+        return out
+
     def set_series(self, values: Sequence[Sequence[int]], sums: Sequence[Sequence[int]]) -> None:
         """Every series from its values of days [day - size + 1, day] (oldest first) and
         its window sums, in the layout's order."""

@@ -303,6 +303,12 @@ class Rules:
 
     def main_metric(self) -> str:
         """The first avg_aum metric of the ladder (what Redis serves beside `aum`)."""
+        return self._main_metric
+
+    @cached_property
+    def _main_metric(self) -> str:
+        # once: Redis serves it for every customer a commit changed, and finding it walked
+        # every condition of the ladder (~3% of a live worker's time)
         for m in self.condition_metrics():
             if m.kind == "avg_aum":
                 return m.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,22 @@ def test_round_trip_mid_stream_changes_nothing(first: list[bytes], second: list[
         out_a += feed_line(straight, i, line)
         out_b += feed_line(restored, i, line)
     assert out_a == out_b
+
+
+@settings(max_examples=40, deadline=None)
+@given(histories())
+def test_the_rings_are_written_as_each_series_reads_them(lines: list[bytes]) -> None:
+    """`series_days` (every ring read at once, for speed) gives what `ring_days` and
+    `series` give one series at a time: states are written byte for byte as before."""
+    engine = PartitionEngine(make_rules(grace=2))
+    for i, line in enumerate(lines):
+        feed_line(engine, i, line)
+    for c in engine.customers.values():
+        literal = [(c.ring_days(i), s.sums) for i, s in enumerate(c.series)]
+        assert c.series_days() == literal
+        c.add_to_ring(0, 2**70)  # past every array width: the rings become a list
+        assert not isinstance(c.rings, array)
+        assert c.series_days() == [(c.ring_days(i), s.sums) for i, s in enumerate(c.series)]
 
 
 def test_state_bytes_per_customer_stay_small() -> None:
