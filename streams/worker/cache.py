@@ -20,7 +20,7 @@ from ..engine.ledger import Customer
 from ..engine.partition import PartitionEngine
 from ..engine.rules import Rules
 from ..engine.timeutil import wall_clock_us
-from ..serving import CUSTOMER_KEY, EPOCH_KEY, TIER_COUNTS_KEY, customer_fields, redis_client
+from ..serving import EPOCH_KEY, TIER_COUNTS_KEY, customer_fields, redis_client, write_customers
 from ..settings import Settings
 from .metrics import WorkerMetrics
 
@@ -49,6 +49,8 @@ class RedisServing:
         self.pending_counts: dict[int, dict[str, int]] = {}
         self.needs_refresh = False
         self.client = redis_client(settings, socket_timeout=0.5, socket_connect_timeout=0.5)
+        #: writes a slice of customers' hashes (`serving.write_customers`; tests give a stand-in)
+        self.write_customers = write_customers
         self.interval = 0.2
 
     def note_customers(self, engine: PartitionEngine, customers: list[tuple[str, Customer]]) -> None:
@@ -84,7 +86,7 @@ class RedisServing:
         return customer_fields(engine, codec.decode(state, engine.ledger.specs), self.rules, updated_at)
 
     async def flush(self) -> bool:
-        """Write what is pending: customer hashes in pipelines of FLUSH_SLICE (a
+        """Write what is pending: customer hashes in round trips of FLUSH_SLICE (a
         second's worth of a busy partition at once held the event loop), then the
         epoch and tier counts."""
         batch, counts = self.pending, self.pending_counts
@@ -92,13 +94,13 @@ class RedisServing:
         try:
             items = list(batch.items())
             for start in range(0, len(items), FLUSH_SLICE):
-                now: str | None = None  # one updated_at per pipeline
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for cid, noted in items[start : start + FLUSH_SLICE]:
-                        if now is None and not isinstance(noted, dict):
-                            now = noted[0].calendar.isoformat(wall_clock_us())
-                        pipe.hset(CUSTOMER_KEY.format(cid), mapping=self.fields(noted, now))  # type: ignore[arg-type]
-                    await pipe.execute()
+                now: str | None = None  # one updated_at per round trip
+                hashes = []
+                for cid, noted in items[start : start + FLUSH_SLICE]:
+                    if now is None and not isinstance(noted, dict):
+                        now = noted[0].calendar.isoformat(wall_clock_us())
+                    hashes.append((cid, self.fields(noted, now)))
+                await self.write_customers(self.client, hashes)
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.set(EPOCH_KEY, self.settings.app_id, nx=True)
                 for partition, tiers in counts.items():

@@ -50,6 +50,13 @@ class Client:
         self.executed: list[list[tuple[str, Any]]] = []
         self.fail_after: int | None = None
 
+    async def write_customers(self, client: Client, customers: list[tuple[str, dict[str, str]]]) -> None:
+        """`serving.write_customers`' stand-in: one round trip a slice, like a pipeline."""
+        pipe = Pipeline(client)
+        for cid, fields in customers:
+            pipe.hset(CUSTOMER_KEY.format(cid), fields)
+        await pipe.execute()
+
     def pipeline(self, transaction: bool) -> Pipeline:
         return Pipeline(self)
 
@@ -63,6 +70,7 @@ def serving(monkeypatch: pytest.MonkeyPatch) -> tuple[RedisServing, PartitionEng
     redis = RedisServing(settings, rules, WorkerMetrics())
     client = Client()
     redis.client = client  # type: ignore[assignment]
+    redis.write_customers = client.write_customers  # type: ignore[assignment]
     monkeypatch.setattr(cache, "FLUSH_SLICE", 2)
     return redis, PartitionEngine(rules, eager=False), client
 
